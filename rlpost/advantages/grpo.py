@@ -1,0 +1,40 @@
+"""advantage=grpo: group-relative advantage of GRPO.
+
+"DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models", Shao et al.,
+arXiv 2402.03300 (outcome supervision):
+
+    A_i = (R_i - mean_{j in g(i)} R_j) / (std_{j in g(i)} R_j + eps)        (scale_std=True)
+    A_i =  R_i - mean_{j in g(i)} R_j                                       (scale_std=False, as Dr. GRPO)
+
+std is Bessel-corrected (torch.std, as verl and TRL). A group of size 1 has no baseline: its advantage is 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from rlpost.advantages import ADVANTAGES
+from rlpost.advantages.common import AdvantageConfig, group_count, group_mean, group_std
+from rlpost.config import check
+
+
+@dataclass
+class GRPOAdvantageConfig(AdvantageConfig):
+    name: str = "grpo"
+    scale_std: bool = True  # divide by the group std (False: mean-centering only)
+    eps: float = 1e-6  # added to the std
+
+    def __post_init__(self) -> None:
+        check(self.eps >= 0, "eps", f"must be >= 0, got {self.eps}")
+
+
+@ADVANTAGES.register("grpo", GRPOAdvantageConfig)
+def grpo_advantage(rewards: Tensor, group_index: Tensor, cfg: GRPOAdvantageConfig, **_: object) -> Tensor:
+    """[B] advantages from rewards [B] and group_index [B]."""
+    rewards = rewards.float()
+    advantages = rewards - group_mean(rewards, group_index)
+    if cfg.scale_std:
+        advantages = advantages / (group_std(rewards, group_index) + cfg.eps)
+    return advantages * (group_count(group_index) > 1)

@@ -1,0 +1,60 @@
+"""Policy losses of the GRPO family, one file per paper, all behind one signature.
+
+An algo is a pure function
+    algo(logprobs, old_logprobs, advantages, mask, cfg, *, group_index, entropy) -> (token_loss [B, T], metrics)
+returning the per-token surrogate loss; `policy_loss` adds what every algo shares: truncated importance
+sampling, aggregation, the KL penalty and the entropy bonus.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import torch
+from torch import Tensor
+
+from rlpost.algos.common import AlgoConfig, Normalizer, aggregate, kl_penalty, masked_mean, truncated_is_weight
+from rlpost.registry import Registry
+
+ALGOS = Registry("algo")
+
+
+def policy_loss(cfg: AlgoConfig, *, logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor,
+                norm: Normalizer, group_index: Tensor, ref_logprobs: Tensor | None = None,
+                entropy: Tensor | None = None, sampling_logprobs: Tensor | None = None) -> tuple[Tensor, dict]:
+    """Scalar loss for one micro-batch and its metrics; advantages are [B] or [B, T]."""
+    if advantages.dim() == 1:
+        advantages = advantages[:, None].expand_as(logprobs)
+    advantages = advantages.float()
+    algo = ALGOS.get(cfg.name).component
+    token_loss, metrics = algo(logprobs, old_logprobs, advantages, mask, cfg, group_index=group_index,
+                               entropy=entropy)
+    if cfg.tis_cap > 0 and sampling_logprobs is not None:
+        weight = truncated_is_weight(old_logprobs, sampling_logprobs, cfg.tis_cap)
+        token_loss = token_loss * weight
+        metrics["tis_weight_mean"] = float(masked_mean(weight, mask))
+    loss = aggregate(token_loss, mask, cfg.loss_agg, norm, group_index)
+    metrics["pg_loss"] = float(loss.detach())
+    if cfg.kl_coef > 0:
+        if ref_logprobs is None:
+            raise ValueError("algo.kl_coef > 0 needs reference log-probs")
+        kl = kl_penalty(logprobs, ref_logprobs, cfg.kl_estimator)
+        loss = loss + cfg.kl_coef * aggregate(kl, mask, cfg.loss_agg, norm, group_index)
+        metrics["kl"] = float(masked_mean(kl.detach(), mask))
+    if entropy is not None:
+        if cfg.entropy_coef:
+            loss = loss - cfg.entropy_coef * aggregate(entropy.float(), mask, cfg.loss_agg, norm, group_index)
+        metrics["entropy"] = float(masked_mean(entropy.detach().float(), mask))
+    with torch.no_grad():
+        metrics["approx_kl_old"] = float(masked_mean(old_logprobs.float() - logprobs.detach().float(), mask))
+    return loss, metrics
+
+
+def _import_all() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        if module.name not in ("common",):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_all()

@@ -1,0 +1,98 @@
+"""Run outputs: metrics.jsonl (one JSON object per step), samples.jsonl, and the rich console progress bar."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from rlpost.registry import Registry
+
+LOGGERS = Registry("logger")
+
+
+@dataclass
+class ConsoleLoggerConfig:
+    name: str = "console"
+    progress: bool = True  # rich progress bar (off in non-interactive logs if you prefer plain lines)
+
+
+LOGGERS.register("console", ConsoleLoggerConfig)(None)
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def truncate_jsonl(path: Path, last_step: int) -> None:
+    """Drop records with step > last_step (a resumed run rewrites them), atomically."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
+
+
+class RunLog:
+    """Appends metrics and samples; drives the console."""
+
+    def __init__(self, run_dir: Path, cfg: ConsoleLoggerConfig, total_steps: int, console: Console | None = None):
+        self.metrics_path, self.samples_path = run_dir / "metrics.jsonl", run_dir / "samples.jsonl"
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+            TextColumn("reward {task.fields[reward]:.3f}  eval acc {task.fields[eval]}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=self.console, disable=not cfg.progress,
+        )
+        self.task = self.progress.add_task("train", total=total_steps, reward=0.0, eval="-")
+
+    def __enter__(self) -> RunLog:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def metrics(self, record: dict) -> None:
+        with self.metrics_path.open("a") as handle:
+            handle.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        fields = {"completed": record["step"]}
+        if "reward_mean" in record:
+            fields["reward"] = record["reward_mean"]
+        if "eval_accuracy" in record:
+            fields["eval"] = f"{record['eval_accuracy']:.3f}"
+        self.progress.update(self.task, **fields)
+
+    def samples(self, step: int, rows: list[dict]) -> None:
+        with self.samples_path.open("a") as handle:
+            for row in rows:
+                handle.write(json.dumps({"step": step, **row}) + "\n")
+
+    def print(self, message: str) -> None:
+        self.console.print(message, highlight=False, soft_wrap=True)
+
+
+class PhaseTimer:
+    """Seconds per named phase of a step: `with timer("generate"): ...` -> {"time_generate": s}."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            key = f"time_{phase}"
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start

@@ -1,0 +1,90 @@
+"""rollout=hf: sampling with transformers' `generate` on the policy module itself (colocated, no weight copy)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rlpost.batch import RolloutBatch
+from rlpost.rollout import ROLLOUTS, Request, SamplingConfig
+
+
+def pad_left(sequences: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """[B, P] ids and bool mask, left-padded."""
+    width = max(len(ids) for ids in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.bool)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq):] = True
+    return ids, mask
+
+
+def response_mask_until_eos(response_ids: Tensor, eos_id: int) -> tuple[Tensor, Tensor]:
+    """([B, T] mask up to and including the first EOS, [B] truncated = no EOS)."""
+    is_eos = response_ids == eos_id
+    before_or_at_eos = (is_eos.long().cumsum(dim=1) - is_eos.long()) == 0
+    return before_or_at_eos, ~is_eos.any(dim=1)
+
+
+@ROLLOUTS.register("hf", SamplingConfig)
+class HFRollout:
+    """Generates with the same nn.Module the engine trains, so sync_weights has nothing to copy."""
+
+    def __init__(self, model, tokenizer, cfg: SamplingConfig) -> None:
+        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
+
+    def sync_weights(self, named_tensors) -> None:
+        """Colocated with the trainer's module: the weights are already the trained ones."""
+
+    @torch.no_grad()
+    def generate(self, requests: list[Request], seed: int, greedy: bool = False) -> RolloutBatch:
+        prompts = [r.token_ids for r in requests for _ in range(r.n)]
+        prompt_index = torch.tensor([r.prompt_index for r in requests for _ in range(r.n)], dtype=torch.long)
+        group_index = torch.tensor([g for g, r in enumerate(requests) for _ in range(r.n)], dtype=torch.long)
+        was_training = self.model.training
+        self.model.eval()
+        generator_state = torch.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            chunks = [self._generate(prompts[i:i + self.cfg.batch_size], greedy)
+                      for i in range(0, len(prompts), self.cfg.batch_size)]
+        finally:
+            torch.set_rng_state(generator_state)
+            self.model.train(was_training)
+        prompt_ids, prompt_mask = pad_left(prompts, self.tokenizer.pad_token_id)
+        width = max(chunk[0].shape[1] for chunk in chunks)
+        response_ids = torch.cat([_pad_right(c[0], width, self.tokenizer.pad_token_id) for c in chunks])
+        sampling_logprobs = None if greedy else torch.cat([_pad_right(c[1], width, 0.0) for c in chunks])
+        response_mask, truncated = response_mask_until_eos(response_ids, self.tokenizer.eos_token_id)
+        response_ids = response_ids.masked_fill(~response_mask, self.tokenizer.pad_token_id)
+        texts = self.tokenizer.batch_decode(response_ids.masked_fill(~response_mask, self.tokenizer.pad_token_id),
+                                            skip_special_tokens=True)
+        return RolloutBatch(prompt_index=prompt_index, group_index=group_index, prompt_ids=prompt_ids,
+                            prompt_mask=prompt_mask, response_ids=response_ids, response_mask=response_mask,
+                            texts=texts, sampling_logprobs=sampling_logprobs, truncated=truncated)
+
+    def _generate(self, prompts: list[list[int]], greedy: bool) -> tuple[Tensor, Tensor | None]:
+        prompt_ids, prompt_mask = pad_left(prompts, self.tokenizer.pad_token_id)
+        sampling = {} if greedy else {"temperature": self.cfg.temperature,
+                                      "top_p": self.cfg.top_p, "top_k": 0}
+        out = self.model.generate(
+            input_ids=prompt_ids, attention_mask=prompt_mask.long(), max_new_tokens=self.cfg.max_new_tokens,
+            do_sample=not greedy, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+            return_dict_in_generate=True, output_scores=not greedy, **sampling,
+        )
+        response_ids = out.sequences[:, prompt_ids.shape[1]:]  # [B, T]
+        if greedy:
+            return response_ids, None
+        # scores are the warped logits the tokens were drawn from (temperature, top-p): the sampling distribution
+        scores = torch.stack(out.scores, dim=1).float()  # [B, T, V]
+        logprobs = scores.log_softmax(dim=-1).gather(-1, response_ids[..., None]).squeeze(-1)
+        return response_ids, logprobs
+
+
+def _pad_right(tensor: Tensor, width: int, value) -> Tensor:
+    if tensor.shape[1] == width:
+        return tensor
+    pad = torch.full((tensor.shape[0], width - tensor.shape[1]), value, dtype=tensor.dtype)
+    return torch.cat([tensor, pad], dim=1)

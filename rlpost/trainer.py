@@ -1,0 +1,224 @@
+"""The GRPO-family training loop: one readable step, plus eval and checkpoint cadence and exact resume."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rlpost.advantages import compute_advantages
+from rlpost.algos import policy_loss
+from rlpost.algos.common import Normalizer
+from rlpost.batch import RolloutBatch
+from rlpost.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from rlpost.config import ConfigError, Validated, to_dict
+from rlpost.data import Prompts, load_splits
+from rlpost.engine import ENGINES
+from rlpost.logging import PhaseTimer, RunLog, truncate_jsonl
+from rlpost.models import load_model
+from rlpost.rewards import score
+from rlpost.rollout import ROLLOUTS, Request
+from rlpost.samplers import SamplerContext, build_sampler
+
+
+@dataclass
+class Parts:
+    """Everything a step touches, built once from the config."""
+
+    tokenizer: object
+    train: Prompts
+    held_out: Prompts
+    engine: object
+    rollout: object
+    sampler: object
+
+
+def build(cfg: Validated) -> Parts:
+    torch.manual_seed(cfg.run.seed)
+    model, tokenizer = load_model(cfg.model)
+    splits = load_splits(cfg.data, tokenizer)
+    longest = max(len(ids) for split in splits.values() for ids in split.token_ids) + cfg.rollout.max_new_tokens
+    context = getattr(model.config, "max_position_embeddings", longest)
+    if longest > context:
+        raise ConfigError(f"rollout.max_new_tokens: longest prompt + completion is {longest} tokens, "
+                          f"over the model's context of {context}")
+    updates = cfg.run.steps * cfg.run.ppo_epochs * cfg.run.minibatches
+    engine = ENGINES.get(cfg.trainer.name).component(model, cfg.trainer, total_steps=updates,
+                                                     need_reference=cfg.algo.kl_coef > 0,
+                                                     temperature=cfg.rollout.temperature)
+    rollout = ROLLOUTS.get(cfg.rollout.name).component(model, tokenizer, cfg.rollout)
+    context = SamplerContext(num_prompts=len(splits["train"]), prompts_per_step=cfg.run.prompts_per_step,
+                             n=cfg.run.n, seed=cfg.run.seed, rows=tuple(splits["train"].rows))
+    return Parts(tokenizer, splits["train"], splits["eval"], engine, rollout, build_sampler(cfg.sampler, context))
+
+
+def step_seed(seed: int, step: int) -> int:
+    """Sampling seed of one step: resuming at any step replays the same rollouts."""
+    return (seed * 1_000_003 + step) % (2**63)
+
+
+def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBatch]:
+    """One GRPO-family step: select -> generate -> reward -> advantages -> log-probs -> update."""
+    timer = PhaseTimer()
+    with timer("generate"):
+        plan = parts.sampler.select(step)
+        requests = [Request(index, parts.train.token_ids[index], n) for index, n in plan]
+        batch = parts.rollout.generate(requests, seed=step_seed(cfg.run.seed, step))
+    with timer("reward"):
+        rows = [parts.train.rows[index] for index in batch.prompt_index.tolist()]
+        metrics = score(cfg.reward, batch, rows)
+    parts.sampler.update(plan, batch)
+    metrics |= compute_advantages(cfg.advantage, batch)
+    with timer("logprob"):
+        if cfg.run.ppo_epochs > 1 or cfg.run.minibatches > 1:  # later updates are off-policy: freeze pi_old
+            batch.old_logprobs = parts.engine.logprobs(batch)
+        if cfg.algo.kl_coef > 0:
+            batch.ref_logprobs = parts.engine.logprobs(batch, reference=True)
+    with timer("train"):
+        metrics |= update_policy(batch, parts.engine, cfg, step)
+    with timer("sync"):
+        parts.rollout.sync_weights(parts.engine.named_tensors())
+    tokens = float(batch.response_mask.sum() + batch.prompt_mask.sum())
+    step_seconds = sum(timer.seconds.values())
+    metrics |= timer.seconds | {
+        "reward_mean": float(batch.reward.mean()), "reward_std": float(batch.reward.std()) if len(batch) > 1 else 0.0,
+        "response_length": float(batch.response_lengths.float().mean()), "rollouts": len(batch),
+        "truncated_frac": float(batch.truncated.float().mean()) if batch.truncated is not None else 0.0,
+        "tokens_per_second": tokens / max(step_seconds, 1e-9), "step_seconds": step_seconds,
+    }
+    return metrics, batch
+
+
+def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dict:
+    """ppo_epochs x minibatches optimizer steps, each accumulating gradients over micro-batches."""
+    shuffle = torch.Generator().manual_seed(step_seed(cfg.run.seed, step))
+    norm_length = cfg.algo.norm_length or cfg.rollout.max_new_tokens
+    history: list[dict] = []
+    for _ in range(cfg.run.ppo_epochs):
+        for minibatch in batch.split(cfg.run.minibatches, shuffle):
+            norm = Normalizer.of(minibatch.loss_mask, minibatch.group_index, norm_length)
+            totals: dict[str, float] = {"loss": 0.0}
+            parts: list[dict] = []
+            finite = True
+            for micro in minibatch.micro_batches(cfg.trainer.micro_batch_size):
+                logprobs, entropy = engine.forward(micro, entropy_grad=cfg.algo.needs_entropy_grad)
+                old = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
+                loss, metrics = policy_loss(cfg.algo, logprobs=logprobs, old_logprobs=old, advantages=micro.advantages,
+                                            mask=micro.loss_mask, norm=norm, group_index=micro.group_index,
+                                            ref_logprobs=micro.ref_logprobs, entropy=entropy,
+                                            sampling_logprobs=micro.sampling_logprobs)
+                if not torch.isfinite(loss):
+                    finite = False
+                    break
+                engine.backward(loss)
+                totals["loss"] += float(loss.detach())
+                parts.append(metrics)
+            update = engine.step(skip=not finite)
+            history.append(totals | _mean(parts) | update)
+    return _mean(history)
+
+
+def _mean(records: list[dict]) -> dict:
+    keys = {key for record in records for key in record}
+    return {key: sum(r[key] for r in records if key in r) / sum(1 for r in records if key in r) for key in keys}
+
+
+@torch.no_grad()
+def evaluate(parts: Parts, cfg: Validated) -> float:
+    """Greedy accuracy on the first eval_size held-out prompts."""
+    count = min(cfg.run.eval_size, len(parts.held_out))
+    requests = [Request(i, parts.held_out.token_ids[i], 1) for i in range(count)]
+    batch = parts.rollout.generate(requests, seed=0, greedy=True)
+    return float(score(cfg.reward, batch, parts.held_out.rows[:count])["accuracy"])
+
+
+class Preemption:
+    """SIGTERM/SIGUSR1 set a flag; the loop checkpoints at the next step boundary and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+
+def _resume_dir(cfg: Validated, run_dir: Path) -> Path | None:
+    if cfg.run.resume in (None, "", "none", "null", False):
+        return None
+    if cfg.run.resume == "auto":
+        found = list_checkpoints(run_dir / "checkpoints")
+        return found[-1] if found else None
+    path = Path(str(cfg.run.resume)).expanduser()
+    candidates = list_checkpoints(path / "checkpoints") or list_checkpoints(path) or [path]
+    if not (candidates[-1] / "trainer_state.json").is_file():
+        raise ConfigError(f"resume: no complete checkpoint at {path}")
+    return candidates[-1]
+
+
+def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
+    """Run (or resume) training in `run_dir`; return the summary also written to summary.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    parts = build(cfg)
+    state = {"step": 0, "eval_history": {}, "seconds": 0.0}
+    resume_from = _resume_dir(cfg, run_dir)
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, parts.engine, parts.sampler)
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        truncate_jsonl(run_dir / name, state["step"]) if resume_from else (run_dir / name).unlink(missing_ok=True)
+    log = log or RunLog(run_dir, cfg.logger, cfg.run.steps)
+    preemption = Preemption()
+    started = time.time() - state["seconds"]
+
+    def checkpoint(step: int) -> None:
+        state.update(step=step, seconds=time.time() - started)
+        save_checkpoint(run_dir / "checkpoints", step, parts.engine, parts.tokenizer, parts.sampler.state_dict(),
+                        state, cfg.run.keep_checkpoints)
+
+    with log:
+        if resume_from is not None:
+            log.print(f"resumed from {resume_from} at step {state['step']}")
+        else:
+            state["eval_history"]["0"] = evaluate(parts, cfg)
+            log.metrics({"step": 0, "eval_accuracy": state["eval_history"]["0"]})
+        for step in range(state["step"] + 1, cfg.run.steps + 1):
+            metrics, batch = train_step(step, parts, cfg)
+            if step == cfg.run.steps or (cfg.run.eval_every and step % cfg.run.eval_every == 0):
+                metrics["eval_accuracy"] = state["eval_history"][str(step)] = evaluate(parts, cfg)
+            log.metrics({"step": step, **dict(sorted(metrics.items()))})
+            log.samples(step, _sample_rows(batch, parts, cfg.run.samples_per_step))
+            last = step == cfg.run.steps
+            if last or preemption.requested or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
+                checkpoint(step)
+            if preemption.requested and not last:
+                log.print(f"preempted: checkpoint written at step {step} in {run_dir}; rerun the command to resume")
+                return {"preempted": True, "step": step}
+        summary = _summary(cfg, run_dir, state, time.time() - started)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        log.print(f"run dir {run_dir}: held-out accuracy {summary['eval_accuracy_start']:.3f} -> "
+                  f"{summary['eval_accuracy_end']:.3f} in {summary['seconds']:.0f}s")
+    return summary
+
+
+def _sample_rows(batch: RolloutBatch, parts: Parts, count: int) -> list[dict]:
+    rows = []
+    for b in range(min(count, len(batch))):
+        index = int(batch.prompt_index[b])
+        rows.append({"prompt": parts.train.rows[index]["question"], "answer": parts.train.rows[index]["answer"],
+                     "completion": batch.texts[b], "reward": float(batch.reward[b]),
+                     "advantage": float(batch.advantages[b].flatten()[0])})
+    return rows
+
+
+def _summary(cfg: Validated, run_dir: Path, state: dict, seconds: float) -> dict:
+    history = state["eval_history"]
+    steps = sorted(history, key=int)
+    return {"run_dir": str(run_dir), "steps": cfg.run.steps, "seconds": round(seconds, 1),
+            "eval_accuracy_start": history.get("0", history[steps[0]]) if steps else None,
+            "eval_accuracy_end": history[steps[-1]] if steps else None,
+            "eval_history": history, "config": {"run": to_dict(cfg.run)} | {g: to_dict(v) for g, v in cfg.groups.items()}}
