@@ -38,9 +38,13 @@ def _fsync_dir(directory: Path) -> None:
 
 def rng_state() -> dict:
     np_state = np.random.get_state()
-    return {"python": list(random.getstate()[1]), "python_pos": random.getstate()[0],
-            "numpy": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2]),
-            "torch": torch.get_rng_state()}
+    return {
+        "python": list(random.getstate()[1]),
+        "python_pos": random.getstate()[0],
+        "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "torch": torch.get_rng_state(),
+    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -49,8 +53,9 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def save_checkpoint(root: Path, step: int, engine, tokenizer, sampler_state: dict, trainer_state: dict,
-                    keep: int) -> Path:
+def save_checkpoint(
+    root: Path, step: int, engine, tokenizer, sampler_state: dict, trainer_state: dict, keep: int
+) -> Path:
     """Write checkpoints/step_{step} atomically and prune to the newest `keep`."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step}"
@@ -74,8 +79,11 @@ def list_checkpoints(root: Path) -> list[Path]:
     """Complete checkpoints, oldest first."""
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()
-             and (p / "trainer_state.json").is_file()]
+    found = [
+        (int(m.group(1)), p)
+        for p in root.iterdir()
+        if (m := STEP_DIR.match(p.name)) and p.is_dir() and (p / "trainer_state.json").is_file()
+    ]
     return [p for _, p in sorted(found)]
 
 

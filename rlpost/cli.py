@@ -75,8 +75,13 @@ def train() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us so that config errors become one line + exit 2
     try:
         _train()
-    except (ConfigError, ConfigCompositionException, MissingConfigException, OverrideParseException,
-            OmegaConfBaseException) as error:
+    except (
+        ConfigError,
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+        OmegaConfBaseException,
+    ) as error:
         if user_wants_trace:
             raise
         print(f"rlpost-train: config error: {one_line(error)}", file=sys.stderr)

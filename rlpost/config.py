@@ -118,8 +118,11 @@ def cross_check(cfg: Validated) -> None:
     """Rules that span groups: batch divisibility, group sizes, context length."""
     run = cfg.run
     rollouts = run.prompts_per_step * run.n
-    check(rollouts % run.minibatches == 0, "minibatches",
-          f"{run.minibatches} does not divide the rollout batch prompts_per_step*n = {rollouts}")
+    check(
+        rollouts % run.minibatches == 0,
+        "minibatches",
+        f"{run.minibatches} does not divide the rollout batch prompts_per_step*n = {rollouts}",
+    )
     if getattr(cfg.advantage, "needs_groups", True):
         check(run.n >= 2, "n", f"advantage={cfg.advantage.name} is group-relative and needs n >= 2, got {run.n}")
 

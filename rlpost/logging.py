@@ -49,10 +49,14 @@ class RunLog:
         self.metrics_path, self.samples_path = run_dir / "metrics.jsonl", run_dir / "samples.jsonl"
         self.console = console or Console(stderr=True)
         self.progress = Progress(
-            TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+            TextColumn("step {task.completed}/{task.total}"),
+            BarColumn(),
             TextColumn("reward {task.fields[reward]:.3f}  eval acc {task.fields[eval]}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=self.console, disable=not cfg.progress,
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not cfg.progress,
         )
         self.task = self.progress.add_task("train", total=total_steps, reward=0.0, eval="-")
 

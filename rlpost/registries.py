@@ -11,6 +11,13 @@ from rlpost.rollout import ROLLOUTS
 from rlpost.samplers import SAMPLERS
 
 REGISTRIES = {
-    "algo": ALGOS, "advantage": ADVANTAGES, "sampler": SAMPLERS, "reward": REWARDS, "model": MODELS,
-    "data": DATASETS, "rollout": ROLLOUTS, "trainer": ENGINES, "logger": LOGGERS,
+    "algo": ALGOS,
+    "advantage": ADVANTAGES,
+    "sampler": SAMPLERS,
+    "reward": REWARDS,
+    "model": MODELS,
+    "data": DATASETS,
+    "rollout": ROLLOUTS,
+    "trainer": ENGINES,
+    "logger": LOGGERS,
 }

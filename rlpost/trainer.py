@@ -22,7 +22,7 @@ from rlpost.logging import PhaseTimer, RunLog, truncate_jsonl
 from rlpost.models import load_model
 from rlpost.rewards import score
 from rlpost.rollout import ROLLOUTS, Request
-from rlpost.samplers import SamplerContext, build_sampler
+from rlpost.samplers import SamplerContext, build_sampler, collect_rollouts
 
 
 @dataclass
@@ -44,15 +44,26 @@ def build(cfg: Validated) -> Parts:
     longest = max(len(ids) for split in splits.values() for ids in split.token_ids) + cfg.rollout.max_new_tokens
     context = getattr(model.config, "max_position_embeddings", longest)
     if longest > context:
-        raise ConfigError(f"rollout.max_new_tokens: longest prompt + completion is {longest} tokens, "
-                          f"over the model's context of {context}")
+        raise ConfigError(
+            f"rollout.max_new_tokens: longest prompt + completion is {longest} tokens, "
+            f"over the model's context of {context}"
+        )
     updates = cfg.run.steps * cfg.run.ppo_epochs * cfg.run.minibatches
-    engine = ENGINES.get(cfg.trainer.name).component(model, cfg.trainer, total_steps=updates,
-                                                     need_reference=cfg.algo.kl_coef > 0,
-                                                     temperature=cfg.rollout.temperature)
+    engine = ENGINES.get(cfg.trainer.name).component(
+        model,
+        cfg.trainer,
+        total_steps=updates,
+        need_reference=cfg.algo.kl_coef > 0,
+        temperature=cfg.rollout.temperature,
+    )
     rollout = ROLLOUTS.get(cfg.rollout.name).component(model, tokenizer, cfg.rollout)
-    context = SamplerContext(num_prompts=len(splits["train"]), prompts_per_step=cfg.run.prompts_per_step,
-                             n=cfg.run.n, seed=cfg.run.seed, rows=tuple(splits["train"].rows))
+    context = SamplerContext(
+        num_prompts=len(splits["train"]),
+        prompts_per_step=cfg.run.prompts_per_step,
+        n=cfg.run.n,
+        seed=cfg.run.seed,
+        rows=tuple(splits["train"].rows),
+    )
     return Parts(tokenizer, splits["train"], splits["eval"], engine, rollout, build_sampler(cfg.sampler, context))
 
 
@@ -64,14 +75,16 @@ def step_seed(seed: int, step: int) -> int:
 def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBatch]:
     """One GRPO-family step: select -> generate -> reward -> advantages -> log-probs -> update."""
     timer = PhaseTimer()
-    with timer("generate"):
-        plan = parts.sampler.select(step)
-        requests = [Request(index, parts.train.token_ids[index], n) for index, n in plan]
-        batch = parts.rollout.generate(requests, seed=step_seed(cfg.run.seed, step))
-    with timer("reward"):
-        rows = [parts.train.rows[index] for index in batch.prompt_index.tolist()]
-        metrics = score(cfg.reward, batch, rows)
-    parts.sampler.update(plan, batch)
+
+    def reward(batch: RolloutBatch) -> dict:
+        with timer("reward"):
+            return score(cfg.reward, batch, [parts.train.rows[i] for i in batch.prompt_index.tolist()])
+
+    with timer("generate"):  # includes reward time; reported separately below
+        plan, batch, metrics = collect_rollouts(
+            parts.sampler, parts.rollout, parts.train.token_ids, step, step_seed(cfg.run.seed, step), reward
+        )
+    timer.seconds["time_generate"] -= timer.seconds["time_reward"]
     metrics |= compute_advantages(cfg.advantage, batch)
     with timer("logprob"):
         if cfg.run.ppo_epochs > 1 or cfg.run.minibatches > 1:  # later updates are off-policy: freeze pi_old
@@ -85,10 +98,13 @@ def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBa
     tokens = float(batch.response_mask.sum() + batch.prompt_mask.sum())
     step_seconds = sum(timer.seconds.values())
     metrics |= timer.seconds | {
-        "reward_mean": float(batch.reward.mean()), "reward_std": float(batch.reward.std()) if len(batch) > 1 else 0.0,
-        "response_length": float(batch.response_lengths.float().mean()), "rollouts": len(batch),
+        "reward_mean": float(batch.reward.mean()),
+        "reward_std": float(batch.reward.std()) if len(batch) > 1 else 0.0,
+        "response_length": float(batch.response_lengths.float().mean()),
+        "rollouts": len(batch),
         "truncated_frac": float(batch.truncated.float().mean()) if batch.truncated is not None else 0.0,
-        "tokens_per_second": tokens / max(step_seconds, 1e-9), "step_seconds": step_seconds,
+        "tokens_per_second": tokens / max(step_seconds, 1e-9),
+        "step_seconds": step_seconds,
     }
     return metrics, batch
 
@@ -107,10 +123,18 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
             for micro in minibatch.micro_batches(cfg.trainer.micro_batch_size):
                 logprobs, entropy = engine.forward(micro, entropy_grad=cfg.algo.needs_entropy_grad)
                 old = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
-                loss, metrics = policy_loss(cfg.algo, logprobs=logprobs, old_logprobs=old, advantages=micro.advantages,
-                                            mask=micro.loss_mask, norm=norm, group_index=micro.group_index,
-                                            ref_logprobs=micro.ref_logprobs, entropy=entropy,
-                                            sampling_logprobs=micro.sampling_logprobs)
+                loss, metrics = policy_loss(
+                    cfg.algo,
+                    logprobs=logprobs,
+                    old_logprobs=old,
+                    advantages=micro.advantages,
+                    mask=micro.loss_mask,
+                    norm=norm,
+                    group_index=micro.group_index,
+                    ref_logprobs=micro.ref_logprobs,
+                    entropy=entropy,
+                    sampling_logprobs=micro.sampling_logprobs,
+                )
                 if not torch.isfinite(loss):
                     finite = False
                     break
@@ -177,8 +201,15 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
 
     def checkpoint(step: int) -> None:
         state.update(step=step, seconds=time.time() - started)
-        save_checkpoint(run_dir / "checkpoints", step, parts.engine, parts.tokenizer, parts.sampler.state_dict(),
-                        state, cfg.run.keep_checkpoints)
+        save_checkpoint(
+            run_dir / "checkpoints",
+            step,
+            parts.engine,
+            parts.tokenizer,
+            parts.sampler.state_dict(),
+            state,
+            cfg.run.keep_checkpoints,
+        )
 
     with log:
         if resume_from is not None:
@@ -200,8 +231,10 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
                 return {"preempted": True, "step": step}
         summary = _summary(cfg, run_dir, state, time.time() - started)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        log.print(f"run dir {run_dir}: held-out accuracy {summary['eval_accuracy_start']:.3f} -> "
-                  f"{summary['eval_accuracy_end']:.3f} in {summary['seconds']:.0f}s")
+        log.print(
+            f"run dir {run_dir}: held-out accuracy {summary['eval_accuracy_start']:.3f} -> "
+            f"{summary['eval_accuracy_end']:.3f} in {summary['seconds']:.0f}s"
+        )
     return summary
 
 
@@ -209,16 +242,27 @@ def _sample_rows(batch: RolloutBatch, parts: Parts, count: int) -> list[dict]:
     rows = []
     for b in range(min(count, len(batch))):
         index = int(batch.prompt_index[b])
-        rows.append({"prompt": parts.train.rows[index]["question"], "answer": parts.train.rows[index]["answer"],
-                     "completion": batch.texts[b], "reward": float(batch.reward[b]),
-                     "advantage": float(batch.advantages[b].flatten()[0])})
+        rows.append(
+            {
+                "prompt": parts.train.rows[index]["question"],
+                "answer": parts.train.rows[index]["answer"],
+                "completion": batch.texts[b],
+                "reward": float(batch.reward[b]),
+                "advantage": float(batch.advantages[b].flatten()[0]),
+            }
+        )
     return rows
 
 
 def _summary(cfg: Validated, run_dir: Path, state: dict, seconds: float) -> dict:
     history = state["eval_history"]
     steps = sorted(history, key=int)
-    return {"run_dir": str(run_dir), "steps": cfg.run.steps, "seconds": round(seconds, 1),
-            "eval_accuracy_start": history.get("0", history[steps[0]]) if steps else None,
-            "eval_accuracy_end": history[steps[-1]] if steps else None,
-            "eval_history": history, "config": {"run": to_dict(cfg.run)} | {g: to_dict(v) for g, v in cfg.groups.items()}}
+    return {
+        "run_dir": str(run_dir),
+        "steps": cfg.run.steps,
+        "seconds": round(seconds, 1),
+        "eval_accuracy_start": history.get("0", history[steps[0]]) if steps else None,
+        "eval_accuracy_end": history[steps[-1]] if steps else None,
+        "eval_history": history,
+        "config": {"run": to_dict(cfg.run)} | {g: to_dict(v) for g, v in cfg.groups.items()},
+    }

@@ -43,7 +43,7 @@ def supervised_batch(prompts, indices, tokenizer):
     input_ids, mask = pad_left(sequences, tokenizer.pad_token_id)
     labels = torch.full_like(input_ids, -100)
     for row, target in enumerate(label_rows):
-        labels[row, input_ids.shape[1] - len(target):] = torch.tensor(target)
+        labels[row, input_ids.shape[1] - len(target) :] = torch.tensor(target)
     return input_ids, mask.long(), labels
 
 
@@ -82,8 +82,13 @@ def main() -> None:
     model.generation_config.do_sample = False
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    info = {"seed": args.seed, "sft_steps": step, "dev_accuracy": dev_accuracy, "held_out_accuracy": held_out,
-            "seconds": round(time.time() - start, 1)}
+    info = {
+        "seed": args.seed,
+        "sft_steps": step,
+        "dev_accuracy": dev_accuracy,
+        "held_out_accuracy": held_out,
+        "seconds": round(time.time() - start, 1),
+    }
     (out / "warm_start.json").write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info))
 

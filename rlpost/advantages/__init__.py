@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-
 from rlpost.advantages.common import check_finite, group_sum
 from rlpost.batch import RolloutBatch
 from rlpost.registry import Registry
@@ -32,9 +31,11 @@ def compute_advantages(cfg, batch: RolloutBatch) -> dict[str, float]:
         batch.sample_mask = sample_mask
     per_sequence = advantages if advantages.dim() == 1 else advantages.abs().amax(dim=1)
     nonzero = group_sum((per_sequence.abs() > 1e-8).float(), batch.group_index)  # [G]
-    return {"adv_zero_group_frac": float((nonzero == 0).float().mean()),
-            "adv_abs_mean": float(per_sequence.abs().mean()),
-            "effective_ratio": float(((nonzero > 0).float()[batch.group_index]).mean())}
+    return {
+        "adv_zero_group_frac": float((nonzero == 0).float().mean()),
+        "adv_abs_mean": float(per_sequence.abs().mean()),
+        "effective_ratio": float(((nonzero > 0).float()[batch.group_index]).mean()),
+    }
 
 
 def _import_all() -> None:

@@ -45,5 +45,8 @@ def group_std(values: Tensor, group_index: Tensor, unbiased: bool = True) -> Ten
 
 def check_finite(rewards: Tensor, prompt_index: Tensor, reward_name: str = "reward") -> None:
     bad = ~torch.isfinite(rewards)
-    check(not bad.any(), reward_name,
-          f"non-finite reward {rewards[bad][0].item()} for prompt {int(prompt_index[bad][0])}" if bad.any() else "")
+    check(
+        not bad.any(),
+        reward_name,
+        f"non-finite reward {rewards[bad][0].item()} for prompt {int(prompt_index[bad][0])}" if bad.any() else "",
+    )

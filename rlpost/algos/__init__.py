@@ -20,16 +20,25 @@ from rlpost.registry import Registry
 ALGOS = Registry("algo")
 
 
-def policy_loss(cfg: AlgoConfig, *, logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor,
-                norm: Normalizer, group_index: Tensor, ref_logprobs: Tensor | None = None,
-                entropy: Tensor | None = None, sampling_logprobs: Tensor | None = None) -> tuple[Tensor, dict]:
+def policy_loss(
+    cfg: AlgoConfig,
+    *,
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    norm: Normalizer,
+    group_index: Tensor,
+    ref_logprobs: Tensor | None = None,
+    entropy: Tensor | None = None,
+    sampling_logprobs: Tensor | None = None,
+) -> tuple[Tensor, dict]:
     """Scalar loss for one micro-batch and its metrics; advantages are [B] or [B, T]."""
     if advantages.dim() == 1:
         advantages = advantages[:, None].expand_as(logprobs)
     advantages = advantages.float()
     algo = ALGOS.get(cfg.name).component
-    token_loss, metrics = algo(logprobs, old_logprobs, advantages, mask, cfg, group_index=group_index,
-                               entropy=entropy)
+    token_loss, metrics = algo(logprobs, old_logprobs, advantages, mask, cfg, group_index=group_index, entropy=entropy)
     if cfg.tis_cap > 0 and sampling_logprobs is not None:
         weight = truncated_is_weight(old_logprobs, sampling_logprobs, cfg.tis_cap)
         token_loss = token_loss * weight

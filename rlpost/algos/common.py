@@ -35,8 +35,11 @@ class AlgoConfig:
         in_range(self.clip_low, "clip_low", 0.0, 1.0)
         in_range(self.clip_high, "clip_high", 0.0, 100.0)
         check(self.loss_agg in AGGREGATIONS, "loss_agg", f"{self.loss_agg!r} is not one of {', '.join(AGGREGATIONS)}")
-        check(self.kl_estimator in KL_ESTIMATORS, "kl_estimator",
-              f"{self.kl_estimator!r} is not one of {', '.join(KL_ESTIMATORS)}")
+        check(
+            self.kl_estimator in KL_ESTIMATORS,
+            "kl_estimator",
+            f"{self.kl_estimator!r} is not one of {', '.join(KL_ESTIMATORS)}",
+        )
         check(self.kl_coef >= 0, "kl_coef", f"must be >= 0, got {self.kl_coef}")
         check(self.tis_cap >= 0, "tis_cap", f"must be >= 0 (0 = off), got {self.tis_cap}")
         check(self.norm_length >= 0, "norm_length", f"must be >= 0, got {self.norm_length}")
@@ -67,7 +70,9 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=1)
 
 
-def aggregate(token_loss: Tensor, mask: Tensor, mode: str, norm: Normalizer, group_index: Tensor | None = None) -> Tensor:
+def aggregate(
+    token_loss: Tensor, mask: Tensor, mode: str, norm: Normalizer, group_index: Tensor | None = None
+) -> Tensor:
     """Reduce per-token losses [B, T] to a scalar.
 
     token-mean:               sum_{i,t} L / (total tokens)                     (DAPO)
@@ -130,6 +135,8 @@ def clip_fractions(ratio: Tensor, advantages: Tensor, low: float, high: float, m
     """Share of tokens whose gradient the clip removes: above 1+high with A>0, below 1-low with A<0."""
     upper = (ratio > 1.0 + high) & (advantages > 0)
     lower = (ratio < 1.0 - low) & (advantages < 0)
-    return {"clip_frac": float(masked_mean((upper | lower).float(), mask)),
-            "clip_frac_upper": float(masked_mean(upper.float(), mask)),
-            "clip_frac_lower": float(masked_mean(lower.float(), mask))}
+    return {
+        "clip_frac": float(masked_mean((upper | lower).float(), mask)),
+        "clip_frac_upper": float(masked_mean(upper.float(), mask)),
+        "clip_frac_lower": float(masked_mean(lower.float(), mask)),
+    }

@@ -36,8 +36,9 @@ def clipped_surrogate(ratio: Tensor, advantages: Tensor, low: float, high: float
 
 
 @ALGOS.register("grpo", GRPOConfig)
-def grpo(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, cfg: GRPOConfig,
-         **_: object) -> tuple[Tensor, dict[str, float]]:
+def grpo(
+    logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, cfg: GRPOConfig, **_: object
+) -> tuple[Tensor, dict[str, float]]:
     """Per-token GRPO loss [B, T] and its metrics."""
     ratio = torch.exp(log_ratio(logprobs, old_logprobs))  # [B, T]
     token_loss = clipped_surrogate(ratio, advantages, cfg.clip_low, cfg.clip_high)

@@ -37,8 +37,9 @@ def load_jsonl(cfg: JsonlConfig) -> dict[str, list[dict]]:
 def render(rows: list[dict], tokenizer) -> Prompts:
     """Token ids of `<chat template>(user: question) + assistant prefix` for each row."""
     token_ids = [
-        tokenizer.apply_chat_template([{"role": "user", "content": row["question"]}], add_generation_prompt=True,
-                                      tokenize=True, return_dict=False)
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": row["question"]}], add_generation_prompt=True, tokenize=True, return_dict=False
+        )
         for row in rows
     ]
     return Prompts(rows=rows, token_ids=[list(ids) for ids in token_ids])

@@ -28,8 +28,11 @@ class ArithConfig:
         check(len(self.tiers) > 0, "tiers", "needs at least one tier like '2+'")
         for tier in self.tiers:
             digits, op = tier[:-1], tier[-1:]
-            check(digits.isdigit() and 1 <= int(digits) <= 6 and op in OPERATORS, "tiers",
-                  f"{tier!r} is not '<digits 1-6><op>' with op in {''.join(OPERATORS)}")
+            check(
+                digits.isdigit() and 1 <= int(digits) <= 6 and op in OPERATORS,
+                "tiers",
+                f"{tier!r} is not '<digits 1-6><op>' with op in {''.join(OPERATORS)}",
+            )
         for key in ("train_size", "eval_size", "dev_size"):
             check(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
 

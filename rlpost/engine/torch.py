@@ -61,16 +61,19 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: floa
 
 @ENGINES.register("torch", TorchEngineConfig)
 class TorchEngine:
-    def __init__(self, model, cfg: TorchEngineConfig, *, total_steps: int, need_reference: bool,
-                 temperature: float = 1.0) -> None:
+    def __init__(
+        self, model, cfg: TorchEngineConfig, *, total_steps: int, need_reference: bool, temperature: float = 1.0
+    ) -> None:
         self.model, self.cfg, self.temperature = model, cfg, temperature
         self.reference = copy.deepcopy(model).eval().requires_grad_(False) if need_reference else None
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                           eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps, weight_decay=cfg.weight_decay
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, cfg.warmup_steps, total_steps, cfg.schedule, cfg.min_lr_ratio))
+            self.optimizer, lambda s: lr_factor(s, cfg.warmup_steps, total_steps, cfg.schedule, cfg.min_lr_ratio)
+        )
 
     # -- log-probs ---------------------------------------------------------------------------------------
     def _logprobs(self, model, batch: RolloutBatch, with_entropy: bool) -> tuple[Tensor, Tensor]:
@@ -79,17 +82,24 @@ class TorchEngine:
         position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
         hidden = model.model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).last_hidden_state
         prompt_width = batch.prompt_ids.shape[1]
-        response_hidden = hidden[:, prompt_width - 1:-1]  # [B, T, H]: position t predicts response token t
-        return token_logprobs(response_hidden, model.get_output_embeddings().weight, batch.response_ids,
-                              temperature=self.temperature, with_entropy=with_entropy,
-                              chunk_rows=self.cfg.logprob_chunk_rows)
+        response_hidden = hidden[:, prompt_width - 1 : -1]  # [B, T, H]: position t predicts response token t
+        return token_logprobs(
+            response_hidden,
+            model.get_output_embeddings().weight,
+            batch.response_ids,
+            temperature=self.temperature,
+            with_entropy=with_entropy,
+            chunk_rows=self.cfg.logprob_chunk_rows,
+        )
 
     @torch.no_grad()
     def logprobs(self, batch: RolloutBatch, reference: bool = False) -> Tensor:
         """[B, T] log-probs of the sampled tokens under the current (or reference) weights, no grad."""
         model = self.reference if reference else self.model
-        parts = [self._logprobs(model, micro, with_entropy=False)[0]
-                 for micro in batch.micro_batches(self.cfg.micro_batch_size)]
+        parts = [
+            self._logprobs(model, micro, with_entropy=False)[0]
+            for micro in batch.micro_batches(self.cfg.micro_batch_size)
+        ]
         return torch.cat(parts)
 
     def forward(self, batch: RolloutBatch, entropy_grad: bool = False) -> tuple[Tensor, Tensor]:
@@ -121,8 +131,10 @@ class TorchEngine:
         self.model.save_pretrained(directory, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
-        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
-                   directory / "optimizer.pt")
+        torch.save(
+            {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+            directory / "optimizer.pt",
+        )
 
     def load(self, directory: Path) -> None:
         from safetensors.torch import load_file

@@ -41,8 +41,11 @@ def resolve_path(path: str) -> str:
     local = Path(path).expanduser()
     looks_local = path.startswith((".", "/", "~")) or local.exists() or path.count("/") != 1
     if looks_local:
-        check(local.is_dir() and (local / "config.json").is_file(), "model.path",
-              f"{path} is not a model directory (needs config.json)")
+        check(
+            local.is_dir() and (local / "config.json").is_file(),
+            "model.path",
+            f"{path} is not a model directory (needs config.json)",
+        )
         return str(local)
     return path  # hub id like Qwen/Qwen3-8B
 
@@ -55,9 +58,12 @@ def load_model(cfg: ModelConfig):
     path = resolve_path(cfg.path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.dtype),
-                                                     attn_implementation=cfg.attn_implementation,
-                                                     trust_remote_code=cfg.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=getattr(torch, cfg.dtype),
+            attn_implementation=cfg.attn_implementation,
+            trust_remote_code=cfg.trust_remote_code,
+        )
     except OSError as error:
         raise ConfigError(f"model.path: cannot load {path!r}: {str(error).splitlines()[0]}") from None
     tokenizer.padding_side = "left"

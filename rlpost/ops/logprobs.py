@@ -22,8 +22,15 @@ def _chunk_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, temperature
     return token_logprobs, entropy
 
 
-def token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, *, temperature: float = 1.0,
-                   with_entropy: bool = True, chunk_rows: int = 2048) -> tuple[Tensor, Tensor]:
+def token_logprobs(
+    hidden: Tensor,
+    weight: Tensor,
+    targets: Tensor,
+    *,
+    temperature: float = 1.0,
+    with_entropy: bool = True,
+    chunk_rows: int = 2048,
+) -> tuple[Tensor, Tensor]:
     """log p(targets) and entropy for hidden [B, T, H], LM-head weight [V, H], targets [B, T] -> ([B, T], [B, T])."""
     shape = targets.shape
     flat_hidden, flat_targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)

@@ -1,6 +1,6 @@
 """Reward functions: completions + their dataset rows -> one or several named rewards per completion.
 
-    reward(texts, rows, cfg) -> ({name: [B] float32}, metrics)      # the total is the sum of the named rewards
+reward(texts, rows, cfg) -> ({name: [B] float32}, metrics)      # the total is the sum of the named rewards
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ REWARDS = Registry("reward")
 def arith(texts: list[str], rows: list[dict], cfg: ArithRewardConfig) -> tuple[dict[str, torch.Tensor], dict]:
     scores, malformed = zip(*(arith_reward(text, row["answer"]) for text, row in zip(texts, rows)))
     values = [cfg.correct if score else cfg.wrong for score in scores]
-    return ({"correct": torch.tensor(values, dtype=torch.float32)},
-            {"reward_malformed": sum(malformed), "accuracy": sum(scores) / max(len(scores), 1)})
+    return (
+        {"correct": torch.tensor(values, dtype=torch.float32)},
+        {"reward_malformed": sum(malformed), "accuracy": sum(scores) / max(len(scores), 1)},
+    )
 
 
 def score(cfg, batch: RolloutBatch, rows: list[dict]) -> dict:

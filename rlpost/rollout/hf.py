@@ -16,8 +16,8 @@ def pad_left(sequences: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
     mask = torch.zeros((len(sequences), width), dtype=torch.bool)
     for row, seq in enumerate(sequences):
         if seq:
-            ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-            mask[row, width - len(seq):] = True
+            ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq) :] = True
     return ids, mask
 
 
@@ -48,8 +48,10 @@ class HFRollout:
         generator_state = torch.get_rng_state()
         torch.manual_seed(seed)
         try:
-            chunks = [self._generate(prompts[i:i + self.cfg.batch_size], greedy)
-                      for i in range(0, len(prompts), self.cfg.batch_size)]
+            chunks = [
+                self._generate(prompts[i : i + self.cfg.batch_size], greedy)
+                for i in range(0, len(prompts), self.cfg.batch_size)
+            ]
         finally:
             torch.set_rng_state(generator_state)
             self.model.train(was_training)
@@ -59,22 +61,36 @@ class HFRollout:
         sampling_logprobs = None if greedy else torch.cat([_pad_right(c[1], width, 0.0) for c in chunks])
         response_mask, truncated = response_mask_until_eos(response_ids, self.tokenizer.eos_token_id)
         response_ids = response_ids.masked_fill(~response_mask, self.tokenizer.pad_token_id)
-        texts = self.tokenizer.batch_decode(response_ids.masked_fill(~response_mask, self.tokenizer.pad_token_id),
-                                            skip_special_tokens=True)
-        return RolloutBatch(prompt_index=prompt_index, group_index=group_index, prompt_ids=prompt_ids,
-                            prompt_mask=prompt_mask, response_ids=response_ids, response_mask=response_mask,
-                            texts=texts, sampling_logprobs=sampling_logprobs, truncated=truncated)
+        texts = self.tokenizer.batch_decode(
+            response_ids.masked_fill(~response_mask, self.tokenizer.pad_token_id), skip_special_tokens=True
+        )
+        return RolloutBatch(
+            prompt_index=prompt_index,
+            group_index=group_index,
+            prompt_ids=prompt_ids,
+            prompt_mask=prompt_mask,
+            response_ids=response_ids,
+            response_mask=response_mask,
+            texts=texts,
+            sampling_logprobs=sampling_logprobs,
+            truncated=truncated,
+        )
 
     def _generate(self, prompts: list[list[int]], greedy: bool) -> tuple[Tensor, Tensor | None]:
         prompt_ids, prompt_mask = pad_left(prompts, self.tokenizer.pad_token_id)
-        sampling = {} if greedy else {"temperature": self.cfg.temperature,
-                                      "top_p": self.cfg.top_p, "top_k": 0}
+        sampling = {} if greedy else {"temperature": self.cfg.temperature, "top_p": self.cfg.top_p, "top_k": 0}
         out = self.model.generate(
-            input_ids=prompt_ids, attention_mask=prompt_mask.long(), max_new_tokens=self.cfg.max_new_tokens,
-            do_sample=not greedy, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
-            return_dict_in_generate=True, output_scores=not greedy, **sampling,
+            input_ids=prompt_ids,
+            attention_mask=prompt_mask.long(),
+            max_new_tokens=self.cfg.max_new_tokens,
+            do_sample=not greedy,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+            return_dict_in_generate=True,
+            output_scores=not greedy,
+            **sampling,
         )
-        response_ids = out.sequences[:, prompt_ids.shape[1]:]  # [B, T]
+        response_ids = out.sequences[:, prompt_ids.shape[1] :]  # [B, T]
         if greedy:
             return response_ids, None
         # scores are the warped logits the tokens were drawn from (temperature, top-p): the sampling distribution

@@ -27,7 +27,10 @@ class UniformSampler:
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         if self._order[0] != epoch:
-            self._order = (epoch, np.random.default_rng([self.context.seed, epoch]).permutation(self.context.num_prompts))
+            self._order = (
+                epoch,
+                np.random.default_rng([self.context.seed, epoch]).permutation(self.context.num_prompts),
+            )
         return self._order[1]
 
     def select(self, step: int) -> Plan:
