@@ -123,8 +123,8 @@ def cross_check(cfg: Validated) -> None:
         "minibatches",
         f"{run.minibatches} does not divide the rollout batch prompts_per_step*n = {rollouts}",
     )
-    if getattr(cfg.advantage, "needs_groups", True):
-        check(run.n >= 2, "n", f"advantage={cfg.advantage.name} is group-relative and needs n >= 2, got {run.n}")
+    least = getattr(cfg.advantage, "min_group_size", 1)
+    check(run.n >= least, "n", f"advantage={cfg.advantage.name} needs n >= {least} completions per prompt, got {run.n}")
 
 
 def to_dict(obj: Any) -> Any:

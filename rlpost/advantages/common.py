@@ -15,7 +15,7 @@ class AdvantageConfig:
     """Base schema; estimators subclass it."""
 
     name: str = "grpo"
-    needs_groups: bool = True  # group-relative: start-up requires n >= 2
+    min_group_size: int = 2  # start-up requires run.n >= this (group-relative estimators need 2)
 
 
 def group_count(group_index: Tensor) -> Tensor:
