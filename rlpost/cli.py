@@ -31,9 +31,19 @@ def _train(cfg: DictConfig) -> float | None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    validated = validate(cfg)
-    summary = train(validated, Path(HydraConfig.get().runtime.output_dir))
+    try:
+        validated = validate(cfg)
+        summary = train(validated, Path(HydraConfig.get().runtime.output_dir))
+    except ConfigError as error:  # raised before anything ran or was written
+        if os.environ.get("RLPOST_USER_FULL_ERROR") == "1":
+            raise
+        _config_exit(str(error))
     return summary.get("eval_accuracy_end")  # the sweep objective for Hydra sweepers
+
+
+def _config_exit(message: str) -> None:
+    print(f"rlpost-train: config error: {message}", file=sys.stderr)
+    sys.exit(CONFIG_EXIT)
 
 
 def one_line(error: BaseException) -> str:
@@ -72,20 +82,15 @@ def _allowed_keys(key: str) -> list[str]:
 def train() -> None:
     """`rlpost-train [overrides]`."""
     user_wants_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us so that config errors become one line + exit 2
+    os.environ["RLPOST_USER_FULL_ERROR"] = "1" if user_wants_trace else "0"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us: one line + exit 2
     try:
         _train()
-    except (
-        ConfigError,
-        ConfigCompositionException,
-        MissingConfigException,
-        OverrideParseException,
-        OmegaConfBaseException,
-    ) as error:
+    except (ConfigError, ConfigCompositionException, MissingConfigException, OverrideParseException,
+            OmegaConfBaseException) as error:
         if user_wants_trace:
             raise
-        print(f"rlpost-train: config error: {one_line(error)}", file=sys.stderr)
-        sys.exit(CONFIG_EXIT)
+        _config_exit(one_line(error))
     finally:
         if not user_wants_trace:
             os.environ.pop("HYDRA_FULL_ERROR", None)
