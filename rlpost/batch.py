@@ -62,8 +62,66 @@ class RolloutBatch:
         order = torch.randperm(len(self), generator=generator) if generator is not None else torch.arange(len(self))
         return [self.select(rows) for rows in order.chunk(parts)]
 
-    def micro_batches(self, size: int) -> list[RolloutBatch]:
-        return [self.select(rows) for rows in torch.arange(len(self)).split(size)]
+    def micro_batches(self, size: int, max_tokens: int = 0) -> list[RolloutBatch]:
+        """Sub-batches for gradient accumulation, each trimmed of its all-padding columns.
+
+        `max_tokens` > 0 packs by a token budget (see `micro_batch_rows`); 0 takes `size` sequences in order.
+        """
+        return [self.select(rows).trim_padding() for rows in self.micro_batch_rows(size, max_tokens)]
+
+    def token_budget_micro_batches(self, max_tokens: int) -> list[RolloutBatch]:
+        """Micro-batches of at most `max_tokens` padded tokens each, sequences bucketed by length."""
+        return self.micro_batches(len(self), max_tokens)
+
+    def micro_batch_rows(self, size: int, max_tokens: int = 0) -> list[Tensor]:
+        """Row indices of each micro-batch.
+
+        max_tokens = 0: consecutive runs of `size` rows. max_tokens > 0: rows sorted by (response, prompt) length,
+        longest first, then cut greedily so that rows x (longest prompt + longest response) <= max_tokens; a
+        sequence longer than the budget gets a micro-batch of its own. Sorting puts similar lengths together, so
+        trimming removes most of the padding.
+        """
+        if max_tokens <= 0:
+            return list(torch.arange(len(self)).split(size))
+        prompt_lengths = self.prompt_mask.sum(dim=1).tolist()  # [B]
+        response_lengths = self.response_mask.sum(dim=1).tolist()  # [B]
+        order = sorted(range(len(self)), key=lambda b: (-response_lengths[b], -prompt_lengths[b], b))
+        chunks: list[list[int]] = []
+        current: list[int] = []
+        longest_prompt = longest_response = 0
+        for row in order:
+            prompt_width = max(longest_prompt, prompt_lengths[row])
+            response_width = max(longest_response, max(response_lengths[row], 1))
+            if current and (len(current) + 1) * (prompt_width + response_width) > max_tokens:
+                chunks.append(current)
+                current, prompt_width, response_width = [], prompt_lengths[row], max(response_lengths[row], 1)
+            current.append(row)
+            longest_prompt, longest_response = prompt_width, response_width
+        if current:
+            chunks.append(current)
+        return [torch.tensor(rows, dtype=torch.long) for rows in chunks]
+
+    def trim_padding(self) -> RolloutBatch:
+        """Drop left prompt columns that are padding in every row and response columns past the longest response.
+
+        Loss and log-probs are unchanged: position ids come from the mask, and every per-token loss is masked.
+        At least one prompt column and one response column stay.
+        """
+        prompt_width, response_width = self.prompt_ids.shape[1], self.response_ids.shape[1]
+        prompt_used = self.prompt_mask.any(dim=0).nonzero()  # [k, 1] columns with a real token in some row
+        prompt_start = min(int(prompt_used[0]) if len(prompt_used) else prompt_width, prompt_width - 1)
+        response_used = self.response_mask.any(dim=0).nonzero()
+        response_end = max(int(response_used[-1]) + 1 if len(response_used) else 1, 1)
+        if prompt_start == 0 and response_end == response_width:
+            return self
+        trimmed = {"prompt_ids": self.prompt_ids[:, prompt_start:], "prompt_mask": self.prompt_mask[:, prompt_start:]}
+        for spec in fields(self):  # every [B, T] tensor: ids, masks, log-probs, per-token advantages
+            value = getattr(self, spec.name)
+            if spec.name.startswith("prompt_") or not isinstance(value, Tensor):
+                continue
+            if value.dim() == 2 and value.shape[1] == response_width:
+                trimmed[spec.name] = value[:, :response_end]
+        return replace(self, **trimmed)
 
     def group_sizes(self) -> Tensor:  # [G]
         return torch.bincount(self.group_index)

@@ -120,7 +120,7 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
             totals: dict[str, float] = {"loss": 0.0}
             parts: list[dict] = []
             finite = True
-            for micro in minibatch.micro_batches(cfg.trainer.micro_batch_size):
+            for micro in minibatch.micro_batches(cfg.trainer.micro_batch_size, cfg.trainer.micro_batch_tokens):
                 logprobs, entropy = engine.forward(micro, entropy_grad=cfg.algo.needs_entropy_grad)
                 old = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
                 loss, metrics = policy_loss(

@@ -35,6 +35,7 @@ class TorchEngineConfig:
     min_lr_ratio: float = 0.0
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     micro_batch_size: int = 128  # sequences per forward/backward (gradient accumulation inside a minibatch)
+    micro_batch_tokens: int = 0  # padded tokens per forward/backward, length-bucketed; 0 = use micro_batch_size
     gradient_checkpointing: bool = False
     logprob_chunk_rows: int = 2048  # tokens per LM-head chunk in the log-prob computation
 
@@ -44,6 +45,9 @@ class TorchEngineConfig:
         in_range(self.min_lr_ratio, "min_lr_ratio", 0.0, 1.0)
         check(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
         check(self.micro_batch_size >= 1, "micro_batch_size", f"must be >= 1, got {self.micro_batch_size}")
+        check(
+            self.micro_batch_tokens >= 0, "micro_batch_tokens", f"must be >= 0 (0 = off), got {self.micro_batch_tokens}"
+        )
         check(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
         check(self.logprob_chunk_rows >= 1, "logprob_chunk_rows", f"must be >= 1, got {self.logprob_chunk_rows}")
 
@@ -94,13 +98,18 @@ class TorchEngine:
 
     @torch.no_grad()
     def logprobs(self, batch: RolloutBatch, reference: bool = False) -> Tensor:
-        """[B, T] log-probs of the sampled tokens under the current (or reference) weights, no grad."""
+        """[B, T] log-probs of the sampled tokens under the current (or reference) weights, no grad.
+
+        Computed micro-batch by micro-batch (trimmed, possibly reordered by length) and scattered back to the
+        batch's rows; columns past a micro-batch's longest response are 0.
+        """
         model = self.reference if reference else self.model
-        parts = [
-            self._logprobs(model, micro, with_entropy=False)[0]
-            for micro in batch.micro_batches(self.cfg.micro_batch_size)
-        ]
-        return torch.cat(parts)
+        out = torch.zeros(batch.response_ids.shape, dtype=torch.float32, device=batch.response_ids.device)  # [B, T]
+        for rows in batch.micro_batch_rows(self.cfg.micro_batch_size, self.cfg.micro_batch_tokens):
+            micro = batch.select(rows).trim_padding()
+            values = self._logprobs(model, micro, with_entropy=False)[0]  # [b, t <= T]
+            out[rows, : values.shape[1]] = values
+        return out
 
     def forward(self, batch: RolloutBatch, entropy_grad: bool = False) -> tuple[Tensor, Tensor]:
         """([B, T] log-probs with grad, [B, T] entropy; with grad only when `entropy_grad`)."""
