@@ -72,7 +72,8 @@ def group_rank(values: Tensor, group_index: Tensor) -> Tensor:
 
 def group_median(values: Tensor, group_index: Tensor) -> tuple[Tensor, Tensor]:
     """(median [B], is_pivot [B] bool): each group's lower median (torch.median's convention for even sizes)
-    and the one row per group that holds it (among ties, the first in batch order)."""
+    and the one row per group that holds it (the row at the median position of a stable sort, so among tied
+    rewards the batch order decides)."""
     order, start = group_sorted_order(values, group_index)
     counts = torch.bincount(group_index)
     pivot_position = (torch.cumsum(counts, 0) - counts) + (counts - 1).clamp(min=0) // 2  # [G]

@@ -10,10 +10,11 @@ arXiv 2601.22582. Generate G+1 completions per prompt (run.n = G+1, odd); with m
 
 so G = n_g - 1 completions per prompt carry gradient, the same update cost as G-rollout GRPO. MAD, mad_eps = 1e-3 and
 the n_g/#nonzero rescale follow the authors' code (lotusroot-kim/MC-GRPO, flag --mc); the paper's text states the
-median baseline and the dropped pivot. For an even n_g the lower median is the pivot (torch.median's convention).
-With binary rewards MAD is usually 0, so |A| = (n_g/#minority)/mad_eps for the minority side and 0 for the
-majority side, as in the authors' code; scale="none" keeps advantages in reward units. A group of size 1 is its own
-pivot: advantage 0, dropped. All rewards equal: all advantages 0 and the pivot still dropped.
+median baseline and the dropped pivot. For an even n_g the lower median is the pivot (torch.median's convention);
+among tied rewards the pivot is the one at the median position of a stable sort. With binary rewards MAD is usually
+0, so |A| = (n_g/#minority)/mad_eps for the minority side and 0 for the majority side, as in the authors' code;
+scale="none" keeps advantages in reward units. A group of size 1 is its own pivot: advantage 0, dropped. All rewards
+equal: all advantages 0 and the pivot still dropped.
 """
 
 from __future__ import annotations
