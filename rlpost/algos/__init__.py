@@ -43,17 +43,18 @@ def policy_loss(
         weight = truncated_is_weight(old_logprobs, sampling_logprobs, cfg.tis_cap)
         token_loss = token_loss * weight
         metrics["tis_weight_mean"] = float(masked_mean(weight, mask))
-    loss = aggregate(token_loss, mask, cfg.loss_agg, norm, group_index)
+    loss = aggregate(token_loss, mask, cfg.loss_agg, norm, group_index, advantages)
     metrics["pg_loss"] = float(loss.detach())
     if cfg.kl_coef > 0:
         if ref_logprobs is None:
             raise ValueError("algo.kl_coef > 0 needs reference log-probs")
         kl = kl_penalty(logprobs, ref_logprobs, cfg.kl_estimator)
-        loss = loss + cfg.kl_coef * aggregate(kl, mask, cfg.loss_agg, norm, group_index)
+        loss = loss + cfg.kl_coef * aggregate(kl, mask, cfg.loss_agg, norm, group_index, advantages)
         metrics["kl"] = float(masked_mean(kl.detach(), mask))
     if entropy is not None:
         if cfg.entropy_coef:
-            loss = loss - cfg.entropy_coef * aggregate(entropy.float(), mask, cfg.loss_agg, norm, group_index)
+            bonus = aggregate(entropy.float(), mask, cfg.loss_agg, norm, group_index, advantages)
+            loss = loss - cfg.entropy_coef * bonus
         metrics["entropy"] = float(masked_mean(entropy.detach().float(), mask))
     with torch.no_grad():
         metrics["approx_kl_old"] = float(masked_mean(old_logprobs.float() - logprobs.detach().float(), mask))

@@ -5,7 +5,7 @@ Masks are bool [B, T]; per-token losses are float32 [B, T] with zeros outside th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -57,12 +57,47 @@ class Normalizer:
     num_seqs: float  # completions that carry loss in the minibatch
     norm_length: float = 1.0  # constant per-sequence divisor (seq-mean-token-sum-norm)
     num_groups: float = 1.0  # groups present in the minibatch (balanced aggregation)
+    # balanced aggregation: per (group, advantage sign) subset key -> tokens / sequences in the minibatch;
+    # empty when Normalizer.of got no advantages (balanced then falls back to the micro-batch's own subsets)
+    subset_tokens: dict[int, float] = field(default_factory=dict, compare=False)
+    subset_seqs: dict[int, float] = field(default_factory=dict, compare=False)
 
     @staticmethod
-    def of(mask: Tensor, group_index: Tensor | None = None, norm_length: float = 1.0) -> Normalizer:
+    def of(
+        mask: Tensor, group_index: Tensor | None = None, norm_length: float = 1.0, advantages: Tensor | None = None
+    ) -> Normalizer:
         carries = mask.any(dim=1)
         groups = group_index[carries].unique().numel() if group_index is not None else 1
-        return Normalizer(float(mask.sum()), float(carries.sum()), float(norm_length), float(max(groups, 1)))
+        subset_tokens: dict[int, float] = {}
+        subset_seqs: dict[int, float] = {}
+        if advantages is not None and group_index is not None:
+            keys = subset_key(group_index, sequence_sign(advantages, mask))  # [B]
+            for key, tokens, seqs in zip(*subset_totals(keys, mask)):
+                subset_tokens[int(key)] = float(tokens)
+                subset_seqs[int(key)] = float(seqs)
+        counts = (float(mask.sum()), float(carries.sum()), float(norm_length), float(max(groups, 1)))
+        return Normalizer(*counts, subset_tokens, subset_seqs)
+
+
+def sequence_sign(advantages: Tensor, mask: Tensor) -> Tensor:
+    """Sign of each completion's advantage -> [B] long in {-1, 0, 1}; [B, T] advantages use their masked sum."""
+    if advantages.dim() == 2:
+        advantages = (advantages.float() * mask).sum(dim=1)
+    return torch.sign(advantages.float()).long()
+
+
+def subset_key(group_index: Tensor, sign: Tensor) -> Tensor:
+    """One integer per (group, advantage sign) subset of balanced aggregation -> [B]."""
+    return group_index.long() * 3 + (sign + 1)
+
+
+def subset_totals(keys: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(unique subset keys [S], loss-carrying tokens per subset [S], loss-carrying sequences per subset [S])."""
+    unique, inverse = keys.unique(return_inverse=True)
+    tokens = torch.zeros(len(unique), dtype=torch.float64).index_add_(0, inverse.cpu(), mask.sum(dim=1).double().cpu())
+    carries = mask.any(dim=1).double().cpu()
+    seqs = torch.zeros(len(unique), dtype=torch.float64).index_add_(0, inverse.cpu(), carries)
+    return unique.cpu(), tokens, seqs
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -71,7 +106,12 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 
 
 def aggregate(
-    token_loss: Tensor, mask: Tensor, mode: str, norm: Normalizer, group_index: Tensor | None = None
+    token_loss: Tensor,
+    mask: Tensor,
+    mode: str,
+    norm: Normalizer,
+    group_index: Tensor | None = None,
+    advantages: Tensor | None = None,
 ) -> Tensor:
     """Reduce per-token losses [B, T] to a scalar.
 
@@ -79,7 +119,8 @@ def aggregate(
     seq-mean-token-mean:      sum_i (sum_t L / |o_i|) / (num sequences)        (GRPO, GSPO)
     seq-mean-token-sum:       sum_i sum_t L / (num sequences)
     seq-mean-token-sum-norm:  sum_i sum_t L / (num sequences * norm_length)    (Dr. GRPO)
-    balanced:                 token-mean inside each group, mean over groups   (Balanced Aggregation, see balanced.py)
+    balanced:                 token-mean inside each (group, advantage sign) subset, weighted by its sequence count
+                              (Balanced Aggregation, arXiv 2605.04077; see balanced.py; needs `advantages`)
     """
     token_loss = token_loss * mask
     if mode == "token-mean":
@@ -94,7 +135,7 @@ def aggregate(
     if mode == "balanced":
         from rlpost.algos.balanced import balanced_aggregate
 
-        return balanced_aggregate(token_loss, mask, group_index, norm)
+        return balanced_aggregate(token_loss, mask, group_index, norm, advantages)
     raise ValueError(f"loss_agg={mode!r} is not one of {', '.join(AGGREGATIONS)}")
 
 
@@ -140,3 +181,27 @@ def clip_fractions(ratio: Tensor, advantages: Tensor, low: float, high: float, m
         "clip_frac_upper": float(masked_mean(upper.float(), mask)),
         "clip_frac_lower": float(masked_mean(lower.float(), mask)),
     }
+
+
+def dual_clip(token_loss: Tensor, advantages: Tensor, bound: float | Tensor) -> Tensor:
+    """Dual-clip PPO (Ye et al., arXiv 1912.09729): for A < 0 the loss is capped at -A * bound (bound > 1)."""
+    return torch.where(advantages < 0, torch.minimum(token_loss, -advantages * bound), token_loss)
+
+
+def token_sequence_log_ratio(logprobs: Tensor, old_logprobs: Tensor, mask: Tensor) -> Tensor:
+    """GSPO-token log-ratio [B, T]: value sg(log s_i) on every token, gradient of logp_{i,t} (arXiv 2507.18071)."""
+    sequence = sequence_log_ratio(logprobs, old_logprobs, mask).detach()[:, None]  # [B, 1]
+    logprobs = logprobs.float()
+    return sequence + logprobs - logprobs.detach()
+
+
+def sequence_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Masked mean of each row -> [B]; 0 for an all-masked row."""
+    return (values.float() * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+
+def token_covariance(logprobs: Tensor, advantages: Tensor, mask: Tensor) -> Tensor:
+    """Per-token centred covariance term (A - mean A)(logp - mean logp) over the valid tokens [B, T], detached
+    (Cui et al., "The Entropy Mechanism of Reinforcement Learning for Reasoning Language Models", arXiv 2505.22617)."""
+    logprobs = logprobs.detach().float()
+    return (advantages - masked_mean(advantages, mask)) * (logprobs - masked_mean(logprobs, mask))
