@@ -1,0 +1,44 @@
+# rlpost: `make train` installs and runs the default experiment; `make test` installs test deps and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU machines take the CPU build of torch (pip finds it by this exact pin); GPU machines the CUDA build.
+CPU_TORCH ?= torch==2.13.0
+GPU_TORCH ?= torch
+ARGS ?=
+
+.PHONY: install install-dev train test test-fast lint format clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		$(BIN)/pip install -q "$(GPU_TORCH)"; else $(BIN)/pip install -q "$(CPU_TORCH)"; fi
+	$(BIN)/pip install -q -e .
+	@# transformers and friends may pull torchvision/torchaudio builds that break beside the CPU torch
+	@$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+
+install-dev: install
+	$(BIN)/pip install -q -e ".[dev]"
+
+train: install
+	$(BIN)/rlpost-train $(ARGS)
+
+test: install-dev
+	$(BIN)/python -m pytest -q
+
+test-fast: install-dev
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install-dev
+	$(BIN)/ruff check rlpost tests scripts
+	$(BIN)/ruff format --check rlpost tests scripts
+
+format: install-dev
+	$(BIN)/ruff format rlpost tests scripts
+	$(BIN)/ruff check --fix rlpost tests scripts
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache *.egg-info
