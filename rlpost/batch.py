@@ -125,3 +125,63 @@ class RolloutBatch:
 
     def group_sizes(self) -> Tensor:  # [G]
         return torch.bincount(self.group_index)
+
+    @classmethod
+    def concat(cls, batches: list[RolloutBatch]) -> RolloutBatch:
+        """One batch of all `batches`' groups in order (group_index renumbered 0..G-1); prompts re-left-padded and
+        responses re-right-padded to the widest. Optional fields are kept only when every batch has them."""
+        if not batches:
+            raise ValueError("RolloutBatch.concat: no batches")
+        dense = [torch.unique(b.group_index, return_inverse=True)[1] for b in batches]  # [B_i] 0..G_i-1, order kept
+        offsets = torch.tensor([0] + [int(d.max()) + 1 if len(d) else 0 for d in dense]).cumsum(0)
+        prompt_width = max(b.prompt_ids.shape[1] for b in batches)
+        response_width = max(b.response_ids.shape[1] for b in batches)
+        pad_id = _pad_value(batches)
+
+        def stack(name: str, left: bool, width: int, fill) -> Tensor:
+            parts = []
+            for b in batches:
+                value = getattr(b, name)
+                missing = width - value.shape[1]
+                pad = torch.full((value.shape[0], missing), fill, dtype=value.dtype)
+                parts.append(torch.cat([pad, value] if left else [value, pad], dim=1))
+            return torch.cat(parts)
+
+        joined: dict = {
+            "prompt_index": torch.cat([b.prompt_index for b in batches]),
+            "group_index": torch.cat([d + offsets[i] for i, d in enumerate(dense)]),
+            "prompt_ids": stack("prompt_ids", True, prompt_width, pad_id),
+            "prompt_mask": stack("prompt_mask", True, prompt_width, False),
+            "response_ids": stack("response_ids", False, response_width, pad_id),
+            "response_mask": stack("response_mask", False, response_width, False),
+            "texts": [text for b in batches for text in b.texts],
+        }
+        for name, per_token in (
+            ("sampling_logprobs", True),
+            ("old_logprobs", True),
+            ("ref_logprobs", True),
+            ("truncated", False),
+            ("reward", False),
+            ("sample_mask", False),
+            ("advantages", None),
+        ):
+            if all(getattr(b, name) is not None for b in batches):
+                token_level = per_token or (per_token is None and batches[0].advantages.dim() == 2)
+                joined[name] = (
+                    stack(name, False, response_width, 0)
+                    if token_level
+                    else torch.cat([getattr(b, name) for b in batches])
+                )
+        names = set(batches[0].rewards)
+        if names and all(set(b.rewards) == names for b in batches):
+            joined["rewards"] = {name: torch.cat([b.rewards[name] for b in batches]) for name in batches[0].rewards}
+        return cls(**joined)
+
+
+def _pad_value(batches: list[RolloutBatch]) -> int:
+    """The pad token the batches already use (read off a padded position), else 0."""
+    for b in batches:
+        for ids, mask in ((b.response_ids, b.response_mask), (b.prompt_ids, b.prompt_mask)):
+            if (~mask).any():
+                return int(ids[~mask][0])
+    return 0
