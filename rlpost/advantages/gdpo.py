@@ -8,9 +8,9 @@ Molchanov, arXiv 2601.05242. With named rewards r^k (batch.rewards) and weights 
     A_i   = (S_i - mean_batch S) / (std_batch S + eps)                            (keeps the range independent of K)
 
 std is Bessel-corrected (torch.std) in both places, as the authors' TRL code; the batch statistics are over
-completions. With one reward, gdpo = batch-normalized grpo. Edge cases: a reward constant within a group adds 0 for
-that group; a group with every reward constant has S = 0 but A = -mean_batch/std_batch after the batch step (the
-paper's rule); a group of size 1 has A^k = 0; a constant S over the batch gives 0.
+completions. With one reward, gdpo = batch-normalized grpo. The z-scores sum to 0 within each group, so
+mean_batch S = 0 and the batch step only rescales: a group whose rewards are all constant keeps A = 0 (verl-GDPO's
+token-weighted whitening would shift it by -mean/std). A group of size 1 has A^k = 0; a constant S gives 0.
 """
 
 from __future__ import annotations
