@@ -92,10 +92,17 @@ class DotsSampler:
 
     def predict(self, reference: list[int], labels: list[float]) -> np.ndarray:
         """p_q for every prompt: attention of q over the reference prompts' labels."""
+        labels = np.asarray(labels, dtype=np.float64)
+        if not self.context.rows:  # no text: similarity 1 to itself, 0 to the rest (closed form of the softmax)
+            boost = np.zeros(self.context.num_prompts)
+            boost[reference] = np.expm1(1.0 / self.cfg.attention_temperature)
+            own = np.zeros(self.context.num_prompts)
+            own[reference] = labels
+            return (labels.sum() + boost * own) / (len(reference) + boost)
         feats = self.features()
         logits = feats @ feats[reference].T / self.cfg.attention_temperature  # [P, R]
         weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return (weights / weights.sum(axis=1, keepdims=True)) @ np.asarray(labels)
+        return (weights / weights.sum(axis=1, keepdims=True)) @ labels
 
     def fresh_count(self, step: int) -> int:
         k = self.context.prompts_per_step

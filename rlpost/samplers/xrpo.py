@@ -24,6 +24,7 @@ bank_size prompts).
 
 from __future__ import annotations
 
+import heapq
 import math
 import zlib
 from dataclasses import dataclass
@@ -78,15 +79,25 @@ def allocate_phase(counts: list[int], stds: list[float], units: int, step: int, 
     counts = list(counts)
     extra = [0] * len(counts)
     cap = cfg.max_n or math.inf
-    scores = [priority(c, s, step, cfg) if c < cap else -math.inf for c, s in zip(counts, stds)]
+    heap = [(-priority(c, s, step, cfg), q) for q, (c, s) in enumerate(zip(counts, stds)) if c < cap]
+    heapq.heapify(heap)  # ties: the earlier prompt first
     for _ in range(units):
-        best = max(range(len(scores)), key=lambda q: (scores[q], -q))
-        if scores[best] == -math.inf:
+        if not heap:
             break
+        _, best = heapq.heappop(heap)
         counts[best] += 1
         extra[best] += 1
-        scores[best] = priority(counts[best], stds[best], step, cfg) if counts[best] < cap else -math.inf
+        if counts[best] < cap:
+            heapq.heappush(heap, (-priority(counts[best], stds[best], step, cfg), best))
     return extra
+
+
+def sample_std(values: list[float]) -> float:
+    """Bessel-corrected standard deviation; 0 below two values."""
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def trigram_features(text: str, width: int = 256) -> np.ndarray:
@@ -125,9 +136,9 @@ class XrpoSampler:
         def run(entries: list[tuple[int, int]], keys: list[int], token_ids: list[list[int]] | None = None) -> None:
             batch = generate(entries, token_ids)
             rounds.append((batch, keys))
-            for g, key in enumerate(keys):
-                if key < len(prompts):
-                    rewards[key] += batch.reward[batch.group_index == g].tolist()
+            for g, reward in zip(batch.group_index.tolist(), batch.reward.tolist()):
+                if keys[g] < len(prompts):
+                    rewards[keys[g]].append(reward)
 
         run(plan, list(range(len(prompts))))
         spent = sum(n for _, n in plan)
@@ -142,7 +153,7 @@ class XrpoSampler:
                         seeded.append((slot, ids))
         for phase in range(1, cfg.phases):
             units = (budget - spent - len(seeded) * cfg.icl_n * (phase == 1)) // (cfg.phases - phase)
-            stds = [float(np.std(r, ddof=1)) if len(r) > 1 else 0.0 for r in rewards]
+            stds = [sample_std(r) for r in rewards]
             extra = allocate_phase([len(r) for r in rewards], stds, max(units, 0), step, cfg)
             entries = [(prompts[q], e) for q, e in enumerate(extra) if e > 0]
             keys = [q for q, e in enumerate(extra) if e > 0]
@@ -211,8 +222,8 @@ class XrpoSampler:
     def update(self, plan: Plan, batch) -> None:
         """Bank the newest correct completion of every solved prompt."""
         solved = (batch.reward > self.cfg.success_threshold).nonzero().flatten().tolist()
-        for row in solved:
-            index = int(batch.prompt_index[row])
+        newest = {int(batch.prompt_index[row]): row for row in solved}  # the last correct row per prompt
+        for index, row in newest.items():
             self.bank.pop(index, None)
             self.bank[index] = batch.response_ids[row][batch.response_mask[row]].tolist()
         while len(self.bank) > self.cfg.bank_size:
