@@ -37,6 +37,7 @@ class TorchEngineConfig:
     micro_batch_size: int = 128  # sequences per forward/backward (gradient accumulation inside a minibatch)
     micro_batch_tokens: int = 0  # padded tokens per forward/backward, length-bucketed; 0 = use micro_batch_size
     gradient_checkpointing: bool = False
+    share_prompt: bool = True  # run each group's prompt once and let its completions attend to the cached keys
     logprob_chunk_rows: int = 2048  # tokens per LM-head chunk in the log-prob computation
 
     def __post_init__(self) -> None:
@@ -50,6 +51,45 @@ class TorchEngineConfig:
         )
         check(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
         check(self.logprob_chunk_rows >= 1, "logprob_chunk_rows", f"must be >= 1, got {self.logprob_chunk_rows}")
+
+
+def _shared_prompt_hidden(model, batch: RolloutBatch) -> Tensor | None:
+    """[B, T, H] hidden states that predict each response token, running each group's prompt once.
+
+    The G completions of a group share one prompt: its forward pass (and, in backward, its gradient, summed over
+    the group) is computed once and the completions attend to its cached keys and values. Same numbers as the
+    concatenated forward up to float rounding; None when a group's rows do not share their prompt or nothing is
+    shared.
+    """
+    from transformers import DynamicCache
+
+    groups, inverse = torch.unique(batch.group_index, return_inverse=True)  # inverse [B]: row -> group slot
+    if len(groups) == len(batch):
+        return None
+    rows = torch.arange(len(batch), device=inverse.device)
+    first = torch.full((len(groups),), len(batch), device=inverse.device).scatter_reduce(0, inverse, rows, "amin")
+    prompt_ids, prompt_mask = batch.prompt_ids[first], batch.prompt_mask[first]  # [G, P]
+    if not (
+        torch.equal(prompt_ids[inverse], batch.prompt_ids) and torch.equal(prompt_mask[inverse], batch.prompt_mask)
+    ):
+        return None
+    prompt_out = model.model(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask.long(),
+        position_ids=(prompt_mask.long().cumsum(dim=1) - 1).clamp(min=0),
+        use_cache=True,
+    )
+    cache = DynamicCache(
+        ddp_cache_data=[(layer.keys[inverse], layer.values[inverse]) for layer in prompt_out.past_key_values.layers]
+    )
+    response_width = batch.response_ids.shape[1]
+    attention = torch.cat([batch.prompt_mask, torch.ones_like(batch.response_mask)], dim=1).long()  # [B, P+T]
+    positions = batch.prompt_mask.sum(dim=1, keepdim=True) + torch.arange(response_width, device=attention.device)
+    response_out = model.model(
+        input_ids=batch.response_ids, attention_mask=attention, position_ids=positions, past_key_values=cache
+    )
+    last_prompt = prompt_out.last_hidden_state[:, -1][inverse]  # [B, H]: left-padded, so the real last token
+    return torch.cat([last_prompt[:, None], response_out.last_hidden_state[:, :-1]], dim=1)  # [B, T, H]
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
@@ -81,12 +121,15 @@ class TorchEngine:
 
     # -- log-probs ---------------------------------------------------------------------------------------
     def _logprobs(self, model, batch: RolloutBatch, with_entropy: bool) -> tuple[Tensor, Tensor]:
-        input_ids = torch.cat([batch.prompt_ids, batch.response_ids], dim=1)  # [B, P+T]
-        attention = torch.cat([batch.prompt_mask, torch.ones_like(batch.response_mask)], dim=1).long()
-        position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-        hidden = model.model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).last_hidden_state
-        prompt_width = batch.prompt_ids.shape[1]
-        response_hidden = hidden[:, prompt_width - 1 : -1]  # [B, T, H]: position t predicts response token t
+        shared = self.cfg.share_prompt and not getattr(model, "is_gradient_checkpointing", False)
+        response_hidden = _shared_prompt_hidden(model, batch) if shared else None
+        if response_hidden is None:
+            input_ids = torch.cat([batch.prompt_ids, batch.response_ids], dim=1)  # [B, P+T]
+            attention = torch.cat([batch.prompt_mask, torch.ones_like(batch.response_mask)], dim=1).long()
+            position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+            hidden = model.model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids)
+            prompt_width = batch.prompt_ids.shape[1]
+            response_hidden = hidden.last_hidden_state[:, prompt_width - 1 : -1]  # [B, T, H]: t predicts token t
         return token_logprobs(
             response_hidden,
             model.get_output_embeddings().weight,

@@ -25,12 +25,18 @@ class SamplingConfig:
     temperature: float = 1.0  # sampling temperature; log-probs for the loss use the same temperature
     top_p: float = 1.0  # nucleus sampling
     max_new_tokens: int = 8  # completion length cap (truncated completions are flagged)
+    min_new_tokens: int = 0  # EOS suppressed before this many tokens in training rollouts (benchmarks); 0 = off
     batch_size: int = 512  # sequences generated at once
 
     def __post_init__(self) -> None:
         in_range(self.temperature, "temperature", 0.0, 10.0, low_open=True)
         in_range(self.top_p, "top_p", 0.0, 1.0, low_open=True)
         check(self.max_new_tokens >= 1, "max_new_tokens", f"must be >= 1, got {self.max_new_tokens}")
+        check(
+            0 <= self.min_new_tokens <= self.max_new_tokens,
+            "min_new_tokens",
+            f"must be in [0, max_new_tokens={self.max_new_tokens}], got {self.min_new_tokens}",
+        )
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
 
 

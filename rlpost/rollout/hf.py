@@ -79,6 +79,8 @@ class HFRollout:
     def _generate(self, prompts: list[list[int]], greedy: bool) -> tuple[Tensor, Tensor | None]:
         prompt_ids, prompt_mask = pad_left(prompts, self.tokenizer.pad_token_id)
         sampling = {} if greedy else {"temperature": self.cfg.temperature, "top_p": self.cfg.top_p, "top_k": 0}
+        if self.cfg.min_new_tokens and not greedy:  # greedy eval always stops at EOS
+            sampling["min_new_tokens"] = self.cfg.min_new_tokens
         out = self.model.generate(
             input_ids=prompt_ids,
             attention_mask=prompt_mask.long(),
