@@ -226,8 +226,9 @@ def plot(results: dict[str, dict], cfg: SimConfig, path: Path) -> None:
     ax.axhline(cfg.target, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("rollouts generated")
     ax.set_ylabel("mean solve rate of the pool")
-    ax.set_title(f"Simulated learner: {cfg.pool} prompts, budget {cfg.prompts_per_step}x{cfg.n}/step, "
-                 f"{len(cfg.seeds)} seeds")
+    ax.set_title(
+        f"Simulated learner: {cfg.pool} prompts, budget {cfg.prompts_per_step}x{cfg.n}/step, {len(cfg.seeds)} seeds"
+    )
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -66,14 +66,20 @@ class DynamicFilterSampler:
             if len(groups):
                 rows = torch.isin(batch.group_index, groups).nonzero().flatten()
                 parts.append(batch.select(rows))
-                plan += [(int(batch.prompt_index[batch.group_index == g][0]), int((batch.group_index == g).sum()))
-                         for g in groups.tolist()]
+                plan += [
+                    (int(batch.prompt_index[batch.group_index == g][0]), int((batch.group_index == g).sum()))
+                    for g in groups.tolist()
+                ]
                 taken += len(groups)
-        return plan, RolloutBatch.concat(parts), {
-            "filter_rounds": rounds,
-            "filter_kept_frac": count / max(rounds * self.cfg.gen_ratio * wanted, 1),
-            "filter_exhausted": int(exhausted),
-        }
+        return (
+            plan,
+            RolloutBatch.concat(parts),
+            {
+                "filter_rounds": rounds,
+                "filter_kept_frac": count / max(rounds * self.cfg.gen_ratio * wanted, 1),
+                "filter_exhausted": int(exhausted),
+            },
+        )
 
     def state_dict(self) -> dict:
         return {"stream_position": int(self.stream.position)}

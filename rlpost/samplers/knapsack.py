@@ -100,8 +100,11 @@ def allocate(rates: list[float | None], n: int, total: int, cfg: KnapsackConfig)
         return budgets
     if effective:
         needs = sum(
-            max(min(cfg.max_n, math.ceil(math.log(1 - cfg.fallback_alpha) / math.log(max(rates[i], 1 - rates[i]))))
-                - cfg.min_n, 0)
+            max(
+                min(cfg.max_n, math.ceil(math.log(1 - cfg.fallback_alpha) / math.log(max(rates[i], 1 - rates[i]))))
+                - cfg.min_n,
+                0,
+            )
             for i in effective
         )
         # enough to make every effective group likely mixed: the knapsack gets that much, the rest explores

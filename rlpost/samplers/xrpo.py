@@ -169,16 +169,22 @@ class XrpoSampler:
         self.update(final_plan, batch)
         seeded_keys = {len(prompts) + slot for slot, _ in seeded}
         seeded_solved = sum(
-            1 for b, keys in rounds for g, key in enumerate(keys)
+            1
+            for b, keys in rounds
+            for g, key in enumerate(keys)
             if key in seeded_keys and bool((b.reward[b.group_index == g] > cfg.success_threshold).any())
         )
         sizes = [n for _, n in final_plan]
-        return final_plan, batch, {
-            "icl_seeded": len(seeded),
-            "icl_solved": seeded_solved,
-            "xrpo_max_group": max(sizes),
-            "xrpo_bank": len(self.bank),
-        }
+        return (
+            final_plan,
+            batch,
+            {
+                "icl_seeded": len(seeded),
+                "icl_solved": seeded_solved,
+                "xrpo_max_group": max(sizes),
+                "xrpo_bank": len(self.bank),
+            },
+        )
 
     def _regroup(self, rounds: list[tuple[RolloutBatch, list[int]]]) -> tuple[RolloutBatch, Plan]:
         """One batch whose groups are the group keys (a prompt's rollouts across phases form one group)."""
