@@ -27,7 +27,7 @@ CONFIG_EXIT = 2
 def _train(cfg: DictConfig) -> float | None:
     import transformers
 
-    from rlpost.trainer import train
+    from rlpost.trainer import RunStopped, train
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -38,6 +38,11 @@ def _train(cfg: DictConfig) -> float | None:
         if os.environ.get("RLPOST_USER_FULL_ERROR") == "1":
             raise
         _config_exit(str(error))
+    except RunStopped as error:  # the run stopped on purpose; its checkpoints are intact
+        if os.environ.get("RLPOST_USER_FULL_ERROR") == "1":
+            raise
+        print(f"rlpost-train: stopped: {error}", file=sys.stderr)
+        sys.exit(1)
     return summary.get("eval_accuracy_end")  # the sweep objective for Hydra sweepers
 
 
@@ -86,8 +91,13 @@ def train() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us: one line + exit 2
     try:
         _train()
-    except (ConfigError, ConfigCompositionException, MissingConfigException, OverrideParseException,
-            OmegaConfBaseException) as error:
+    except (
+        ConfigError,
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+        OmegaConfBaseException,
+    ) as error:
         if user_wants_trace:
             raise
         _config_exit(one_line(error))

@@ -46,11 +46,12 @@ class RunSchema:
     samples_per_step: int = 4  # prompt/completion rows written to samples.jsonl per step
     resume: Any = "auto"  # "auto": latest checkpoint in this run dir; a path; or null to start fresh
     out_dir: str = "."  # outputs go to Hydra's run dir; relative to it
+    max_skipped_updates: int = 3  # stop after more than this many consecutive non-finite (skipped) updates
 
     def __post_init__(self) -> None:
         for key in ("steps", "prompts_per_step", "ppo_epochs", "minibatches", "eval_size"):
             check(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
-        for key in ("eval_every", "checkpoint_every", "samples_per_step", "seed"):
+        for key in ("eval_every", "checkpoint_every", "samples_per_step", "seed", "max_skipped_updates"):
             check(getattr(self, key) >= 0, key, f"must be >= 0, got {getattr(self, key)}")
         check(self.n >= 1, "n", f"must be >= 1, got {self.n}")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", f"must be >= 1, got {self.keep_checkpoints}")

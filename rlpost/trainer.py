@@ -21,6 +21,7 @@ from rlpost.engine import ENGINES
 from rlpost.logging import PhaseTimer, RunLog, truncate_jsonl
 from rlpost.models import load_model
 from rlpost.rewards import score
+from rlpost.rewards.isolation import RewardFailure
 from rlpost.rollout import ROLLOUTS, Request
 from rlpost.samplers import SamplerContext, build_sampler, collect_rollouts
 
@@ -160,6 +161,10 @@ def evaluate(parts: Parts, cfg: Validated) -> float:
     return float(score(cfg.reward, batch, parts.held_out.rows[:count])["accuracy"])
 
 
+class RunStopped(RuntimeError):
+    """The run cannot go on (reward failures, repeated numeric faults, unwritable checkpoints); says why."""
+
+
 class Preemption:
     """SIGTERM/SIGUSR1 set a flag; the loop checkpoints at the next step boundary and exits cleanly."""
 
@@ -201,16 +206,24 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
 
     def checkpoint(step: int) -> None:
         state.update(step=step, seconds=time.time() - started)
-        save_checkpoint(
-            run_dir / "checkpoints",
-            step,
-            parts.engine,
-            parts.tokenizer,
-            parts.sampler.state_dict(),
-            state,
-            cfg.run.keep_checkpoints,
-        )
+        try:
+            save_checkpoint(
+                run_dir / "checkpoints",
+                step,
+                parts.engine,
+                parts.tokenizer,
+                parts.sampler.state_dict(),
+                state,
+                cfg.run.keep_checkpoints,
+            )
+        except OSError as error:
+            good = list_checkpoints(run_dir / "checkpoints")
+            raise RunStopped(
+                f"cannot write checkpoint step_{step} ({error.strerror or error}); last good "
+                f"checkpoint: {good[-1] if good else 'none'}"
+            ) from error
 
+    skipped_in_a_row = 0
     with log:
         if resume_from is not None:
             log.print(f"resumed from {resume_from} at step {state['step']}")
@@ -218,7 +231,17 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
             state["eval_history"]["0"] = evaluate(parts, cfg)
             log.metrics({"step": 0, "eval_accuracy": state["eval_history"]["0"]})
         for step in range(state["step"] + 1, cfg.run.steps + 1):
-            metrics, batch = train_step(step, parts, cfg)
+            try:
+                metrics, batch = train_step(step, parts, cfg)
+            except RewardFailure as error:
+                raise RunStopped(f"step {step}: {error}") from error
+            skipped_in_a_row = skipped_in_a_row + 1 if metrics.get("skipped_update", 0) > 0 else 0
+            if skipped_in_a_row > cfg.run.max_skipped_updates:
+                good = list_checkpoints(run_dir / "checkpoints")
+                raise RunStopped(
+                    f"step {step}: {skipped_in_a_row} consecutive updates skipped for non-finite "
+                    f"loss or gradient; last good checkpoint: {good[-1] if good else 'none'}"
+                )
             if step == cfg.run.steps or (cfg.run.eval_every and step % cfg.run.eval_every == 0):
                 metrics["eval_accuracy"] = state["eval_history"][str(step)] = evaluate(parts, cfg)
             log.metrics({"step": step, **dict(sorted(metrics.items()))})

@@ -13,8 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_train(*overrides: str, run_dir: Path | None = None, timeout: int = 600, env: dict | None = None,
-              check: bool = False) -> subprocess.CompletedProcess:
+def run_train(
+    *overrides: str, run_dir: Path | None = None, timeout: int = 600, env: dict | None = None, check: bool = False
+) -> subprocess.CompletedProcess:
     """`rlpost-train <overrides>` in a subprocess (with the rich progress bar off)."""
     args = [sys.executable, "-m", "rlpost.cli", *overrides, "logger.progress=false"]
     if run_dir is not None:
@@ -33,7 +34,9 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def without_timing(record: dict) -> dict:
     """A metrics record without the wall-clock fields (they differ between identical runs)."""
-    return {k: v for k, v in record.items() if not k.startswith("time_") and k not in ("tokens_per_second", "step_seconds")}
+    return {
+        k: v for k, v in record.items() if not k.startswith("time_") and k not in ("tokens_per_second", "step_seconds")
+    }
 
 
 @pytest.fixture

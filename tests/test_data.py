@@ -52,8 +52,12 @@ def test_chat_template_rendering():
 
 def test_jsonl_reads_rows_and_gsm8k_answers(tmp_path):
     path = tmp_path / "d.jsonl"
-    path.write_text(json.dumps({"question": "q1", "answer": "work\n#### 1,234"}) + "\n\n"
-                    + json.dumps({"question": "q2", "answer": "#### 7"}) + "\n")
+    path.write_text(
+        json.dumps({"question": "q1", "answer": "work\n#### 1,234"})
+        + "\n\n"
+        + json.dumps({"question": "q2", "answer": "#### 7"})
+        + "\n"
+    )
     rows = read_jsonl(str(path), "question", "answer", answer_after="####")
     assert rows == [{"question": "q1", "answer": "1234"}, {"question": "q2", "answer": "7"}]
 

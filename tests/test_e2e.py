@@ -19,8 +19,21 @@ def test_short_run_writes_metrics_samples_checkpoint(tmp_path):
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     assert [m["step"] for m in metrics] == list(range(7))
     assert "eval_accuracy" in metrics[0] and "eval_accuracy" in metrics[3] and "eval_accuracy" in metrics[6]
-    for key in ("reward_mean", "reward_std", "accuracy", "loss", "entropy", "clip_frac", "grad_norm",
-                "response_length", "tokens_per_second", "time_generate", "time_reward", "time_logprob", "time_train"):
+    for key in (
+        "reward_mean",
+        "reward_std",
+        "accuracy",
+        "loss",
+        "entropy",
+        "clip_frac",
+        "grad_norm",
+        "response_length",
+        "tokens_per_second",
+        "time_generate",
+        "time_reward",
+        "time_logprob",
+        "time_train",
+    ):
         assert key in metrics[1], key
     samples = read_jsonl(run_dir / "samples.jsonl")
     assert {s["step"] for s in samples} == set(range(1, 7))
@@ -37,8 +50,12 @@ def test_short_run_writes_metrics_samples_checkpoint(tmp_path):
     path = run_dir / "checkpoints" / "step_6"
     assert (path / "model.safetensors").is_file()
     model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "What is 12+30?"}], add_generation_prompt=True,
-                                        return_tensors="pt", return_dict=True)
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 12+30?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     out = model.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert out.shape[1] > ids["input_ids"].shape[1]
     state = torch.load(path / "optimizer.pt", weights_only=True)

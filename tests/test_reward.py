@@ -9,10 +9,18 @@ from rlpost.rewards.arith import ArithRewardConfig, arith_reward
 from tests.helpers import make_batch
 
 
-@pytest.mark.parametrize(("completion", "expected"), [
-    ("95", (1.0, False)), (" 95 ", (1.0, False)), ("94", (0.0, False)), ("-12", (1.0, False)),
-    ("12", (0.0, False)), ("the answer is 95", (1.0, False)), ("9 5", (0.0, False)),
-])
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        ("95", (1.0, False)),
+        (" 95 ", (1.0, False)),
+        ("94", (0.0, False)),
+        ("-12", (1.0, False)),
+        ("12", (0.0, False)),
+        ("the answer is 95", (1.0, False)),
+        ("9 5", (0.0, False)),
+    ],
+)
 def test_exact_match_of_final_integer(completion, expected):
     answer = "-12" if completion in ("-12", "12") else "95"
     assert arith_reward(completion, answer) == expected

@@ -1,32 +1,55 @@
 """Reward functions: completions + their dataset rows -> one or several named rewards per completion.
 
-reward(texts, rows, cfg) -> ({name: [B] float32}, metrics)      # the total is the sum of the named rewards
+    reward(texts, rows, cfg, call) -> ({name: [B] float32}, metrics)   # total reward = sum of the named rewards
+
+`call(fn, *args)` runs one per-completion call with the config's timeout and exception isolation.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import torch
 
 from rlpost.batch import RolloutBatch
 from rlpost.registry import Registry
 from rlpost.rewards.arith import ArithRewardConfig, arith_reward
+from rlpost.rewards.custom import CustomRewardConfig, load_function
+from rlpost.rewards.isolation import SafeCaller
 
 REWARDS = Registry("reward")
 
 
 @REWARDS.register("arith", ArithRewardConfig)
-def arith(texts: list[str], rows: list[dict], cfg: ArithRewardConfig) -> tuple[dict[str, torch.Tensor], dict]:
-    scores, malformed = zip(*(arith_reward(text, row["answer"]) for text, row in zip(texts, rows)))
+def arith(texts: list[str], rows: list[dict], cfg: ArithRewardConfig, call) -> tuple[dict[str, torch.Tensor], dict]:
+    results = [arith_reward(text, row["answer"]) for text, row in zip(texts, rows)]
+    scores = [score for score, _ in results]
     values = [cfg.correct if score else cfg.wrong for score in scores]
     return (
         {"correct": torch.tensor(values, dtype=torch.float32)},
-        {"reward_malformed": sum(malformed), "accuracy": sum(scores) / max(len(scores), 1)},
+        {"reward_malformed": sum(m for _, m in results), "accuracy": sum(scores) / max(len(scores), 1)},
     )
+
+
+@lru_cache(maxsize=8)
+def _custom_function(dotted: str):
+    return load_function(dotted)
+
+
+@REWARDS.register("custom", CustomRewardConfig)
+def custom(texts: list[str], rows: list[dict], cfg: CustomRewardConfig, call) -> tuple[dict[str, torch.Tensor], dict]:
+    function = _custom_function(cfg.function)
+    values = [call(function, text, row) for text, row in zip(texts, rows)]
+    return {cfg.reward_name: torch.tensor(values, dtype=torch.float32)}, {
+        "accuracy": sum(v > 0 for v in values) / max(len(values), 1)
+    }
 
 
 def score(cfg, batch: RolloutBatch, rows: list[dict]) -> dict:
     """Fill batch.rewards and batch.reward (the sum of the named rewards); return metrics."""
-    named, metrics = REWARDS.get(cfg.name).component(batch.texts, rows, cfg)
+    caller = SafeCaller(timeout_s=cfg.timeout_s)
+    named, metrics = REWARDS.get(cfg.name).component(batch.texts, rows, cfg, caller)
+    caller.raise_if_too_many(cfg.max_error_rate, cfg.name)
     batch.rewards = named
     batch.reward = torch.stack(list(named.values())).sum(dim=0)
-    return metrics
+    return metrics | caller.log.metrics()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rlpost.rewards.isolation import RewardConfig
+
 INTEGER = re.compile(r"-?\d+")
 
 
 @dataclass
-class ArithRewardConfig:
+class ArithRewardConfig(RewardConfig):
     name: str = "arith"
     correct: float = 1.0  # reward for the right answer
     wrong: float = 0.0  # reward for a wrong or malformed answer

