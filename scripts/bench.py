@@ -462,12 +462,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="measured steps per runner and workload")
     parser.add_argument("--warmup", type=int, default=3, help="steps run before measuring")
     parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for both runners (0: torch default)")
     parser.add_argument("--rlpost-override", action="append", default=[], help="extra rlpost override (repeatable)")
     parser.add_argument("--logprob-tokens", type=int, default=4096, help="tokens per sequence, forward case")
     parser.add_argument("--logprob-backward-tokens", type=int, default=512, help="tokens per sequence, backward case")
     parser.add_argument("--out", default=str(REPO / "docs" / "performance.json"))
     args = parser.parse_args()
     sections = set(args.sections.split(","))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report = {
         "machine": {
             "cpus": os.cpu_count(),

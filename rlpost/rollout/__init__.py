@@ -27,6 +27,9 @@ class SamplingConfig:
     max_new_tokens: int = 8  # completion length cap (truncated completions are flagged)
     min_new_tokens: int = 0  # EOS suppressed before this many tokens in training rollouts (benchmarks); 0 = off
     batch_size: int = 512  # sequences generated at once
+    use_generate: bool = (
+        False  # hf: transformers' generate instead of rlpost's KV-cached loop (prompt shared per group)
+    )
 
     def __post_init__(self) -> None:
         in_range(self.temperature, "temperature", 0.0, 10.0, low_open=True)

@@ -1,8 +1,14 @@
-"""rollout=hf: sampling with transformers' `generate` on the policy module itself (colocated, no weight copy)."""
+"""rollout=hf: sampling on the policy module itself (colocated, no weight copy).
+
+Two samplers: a KV-cached loop that prefills each distinct prompt once and expands its cache to the prompt's n
+completions (default; for small models the per-token overhead of `generate` dominates), and transformers'
+`generate` (`use_generate=true`). Both draw from softmax(logits / temperature) restricted to the top-p nucleus.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from rlpost.batch import RolloutBatch
@@ -77,6 +83,60 @@ class HFRollout:
         )
 
     def _generate(self, prompts: list[list[int]], greedy: bool) -> tuple[Tensor, Tensor | None]:
+        if self.cfg.use_generate:
+            return self._generate_hf(prompts, greedy)
+        return self._sample_loop(prompts, greedy)
+
+    def _sample_loop(self, prompts: list[list[int]], greedy: bool) -> tuple[Tensor, Tensor | None]:
+        """([B, T] sampled ids, pad after EOS; [B, T] log-probs under the sampling distribution, or None if greedy)."""
+        from transformers import DynamicCache
+
+        pad_id, eos_id = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        slots: dict[tuple[int, ...], int] = {}
+        inverse = torch.tensor([slots.setdefault(tuple(ids), len(slots)) for ids in prompts])  # [B] -> prompt slot
+        prompt_ids, prompt_mask = pad_left([list(ids) for ids in slots], pad_id)  # [U, P], each prompt once
+        prefill = self.model.model(
+            input_ids=prompt_ids,
+            attention_mask=prompt_mask.long(),
+            position_ids=(prompt_mask.long().cumsum(dim=1) - 1).clamp(min=0),
+            use_cache=True,
+        )
+        cache = DynamicCache(
+            ddp_cache_data=[(layer.keys[inverse], layer.values[inverse]) for layer in prefill.past_key_values.layers]
+        )
+        hidden = prefill.last_hidden_state[:, -1][inverse]  # [B, H]: left-padded, so the real last prompt token
+        attention = prompt_mask[inverse].long()  # [B, P + t]
+        positions = prompt_mask.sum(dim=1)[inverse][:, None]  # [B, 1] position of the next token
+        head = self.model.get_output_embeddings()
+        rows = len(prompts)
+        finished = torch.zeros(rows, dtype=torch.bool)
+        tokens, logprobs = [], []
+        for step in range(self.cfg.max_new_tokens):
+            logits = head(hidden).float()  # [B, V]
+            if greedy:
+                next_ids = logits.argmax(dim=-1)
+            else:
+                if step < self.cfg.min_new_tokens:
+                    logits[:, eos_id] = float("-inf")
+                log_probs = _nucleus(logits / self.cfg.temperature, self.cfg.top_p).log_softmax(dim=-1)
+                next_ids = torch.multinomial(log_probs.exp(), 1).squeeze(1)
+                logprobs.append(log_probs.gather(1, next_ids[:, None]).squeeze(1))
+            next_ids = next_ids.masked_fill(finished, pad_id)
+            tokens.append(next_ids)
+            finished |= next_ids == eos_id
+            if bool(finished.all()) or step == self.cfg.max_new_tokens - 1:
+                break
+            attention = torch.cat([attention, torch.ones(rows, 1, dtype=attention.dtype)], dim=1)
+            hidden = self.model.model(
+                input_ids=next_ids[:, None],
+                attention_mask=attention,
+                position_ids=positions + step,
+                past_key_values=cache,
+                use_cache=True,
+            ).last_hidden_state[:, -1]
+        return torch.stack(tokens, dim=1), (None if greedy else torch.stack(logprobs, dim=1))
+
+    def _generate_hf(self, prompts: list[list[int]], greedy: bool) -> tuple[Tensor, Tensor | None]:
         prompt_ids, prompt_mask = pad_left(prompts, self.tokenizer.pad_token_id)
         sampling = {} if greedy else {"temperature": self.cfg.temperature, "top_p": self.cfg.top_p, "top_k": 0}
         if self.cfg.min_new_tokens and not greedy:  # greedy eval always stops at EOS
@@ -99,6 +159,16 @@ class HFRollout:
         scores = torch.stack(out.scores, dim=1).float()  # [B, T, V]
         logprobs = scores.log_softmax(dim=-1).gather(-1, response_ids[..., None]).squeeze(-1)
         return response_ids, logprobs
+
+
+def _nucleus(logits: Tensor, top_p: float) -> Tensor:
+    """[B, V] logits with tokens outside the top-p nucleus set to -inf (as transformers' TopPLogitsWarper)."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1)  # ascending
+    outside = F.softmax(sorted_logits, dim=-1).cumsum(dim=-1) <= 1.0 - top_p
+    outside[:, -1] = False  # the most likely token always stays
+    return logits.masked_fill(outside.scatter(1, order, outside), float("-inf"))
 
 
 def _pad_right(tensor: Tensor, width: int, value) -> Tensor:
