@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 
 class ConfigError(ValueError):
@@ -77,6 +77,8 @@ def _as_schema(schema: type, node: Any, prefix: str) -> Any:
         key = getattr(error, "full_key", None) or ""
         key = f"{prefix}.{key}" if prefix and key else (key or prefix)
         reason = str(error).splitlines()[0]
+        if isinstance(error, MissingMandatoryValue):
+            reason = f"missing mandatory value; set it, e.g. {key}=..."
         allowed = ", ".join(f.name for f in fields(schema)) if "not in" in reason or "Key" in reason else ""
         hint = f" (allowed keys: {allowed})" if allowed else ""
         raise ConfigError(f"{key}: {reason}{hint}") from None

@@ -117,7 +117,7 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
     history: list[dict] = []
     for _ in range(cfg.run.ppo_epochs):
         for minibatch in batch.split(cfg.run.minibatches, shuffle):
-            norm = Normalizer.of(minibatch.loss_mask, minibatch.group_index, norm_length)
+            norm = Normalizer.of(minibatch.loss_mask, minibatch.group_index, norm_length, minibatch.advantages)
             totals: dict[str, float] = {"loss": 0.0}
             parts: list[dict] = []
             finite = True

@@ -64,7 +64,7 @@ def load_model(cfg: ModelConfig):
             attn_implementation=cfg.attn_implementation,
             trust_remote_code=cfg.trust_remote_code,
         )
-    except OSError as error:
+    except (OSError, ValueError, KeyError) as error:  # missing files, unrecognized or broken config.json
         raise ConfigError(f"model.path: cannot load {path!r}: {str(error).splitlines()[0]}") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
