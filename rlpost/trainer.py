@@ -79,7 +79,8 @@ def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBa
 
     def reward(batch: RolloutBatch) -> dict:
         with timer("reward"):
-            return score(cfg.reward, batch, [parts.train.rows[i] for i in batch.prompt_index.tolist()])
+            rows = [parts.train.rows[i] for i in batch.prompt_index.tolist()]
+            return score(cfg.reward, batch, rows, max_length=cfg.rollout.max_new_tokens)
 
     with timer("generate"):  # includes reward time; reported separately below
         plan, batch, metrics = collect_rollouts(

@@ -16,6 +16,7 @@ from rlpost.registry import Registry
 from rlpost.rewards.arith import ArithRewardConfig, arith_reward
 from rlpost.rewards.custom import CustomRewardConfig, load_function
 from rlpost.rewards.isolation import SafeCaller
+from rlpost.rewards.overlong import overlong_penalty
 
 REWARDS = Registry("reward")
 
@@ -45,11 +46,19 @@ def custom(texts: list[str], rows: list[dict], cfg: CustomRewardConfig, call) ->
     }
 
 
-def score(cfg, batch: RolloutBatch, rows: list[dict]) -> dict:
-    """Fill batch.rewards and batch.reward (the sum of the named rewards); return metrics."""
+def score(cfg, batch: RolloutBatch, rows: list[dict], max_length: int = 0) -> dict:
+    """Fill batch.rewards and batch.reward (the sum of the named rewards); return metrics.
+
+    `max_length` is the generation limit, for DAPO's overlong punishment (reward.overlong_buffer > 0).
+    """
     caller = SafeCaller(timeout_s=cfg.timeout_s)
     named, metrics = REWARDS.get(cfg.name).component(batch.texts, rows, cfg, caller)
     caller.raise_if_too_many(cfg.max_error_rate, cfg.name)
+    if cfg.overlong_buffer > 0 and max_length > 0:
+        named = named | {
+            "overlong": overlong_penalty(batch.response_lengths, max_length, cfg.overlong_buffer, cfg.overlong_factor)
+        }
+        metrics["overlong_penalty_mean"] = float(named["overlong"].mean())
     batch.rewards = named
     batch.reward = torch.stack(list(named.values())).sum(dim=0)
     return metrics | caller.log.metrics()

@@ -31,10 +31,13 @@ class RewardConfig:
     name: str = "arith"
     timeout_s: float = 5.0  # per completion; 0 = no timeout
     max_error_rate: float = 0.1  # stop the run when more than this share of a step's calls fail
+    overlong_buffer: int = 0  # DAPO soft overlong punishment over the last this-many tokens; 0 = off
+    overlong_factor: float = 1.0  # scale of that punishment
 
     def __post_init__(self) -> None:
         check(self.timeout_s >= 0, "timeout_s", f"must be >= 0 (0 = off), got {self.timeout_s}")
         in_range(self.max_error_rate, "max_error_rate", 0.0, 1.0)
+        check(self.overlong_buffer >= 0, "overlong_buffer", f"must be >= 0 (0 = off), got {self.overlong_buffer}")
 
 
 @contextmanager
