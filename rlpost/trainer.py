@@ -195,39 +195,14 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
     """Run (or resume) training in `run_dir`; return the summary also written to summary.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
     parts = build(cfg)
-    state = {"step": 0, "eval_history": {}, "seconds": 0.0}
-    resume_from = _resume_dir(cfg, run_dir)
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, parts.engine, parts.sampler)
-    for name in ("metrics.jsonl", "samples.jsonl"):
-        truncate_jsonl(run_dir / name, state["step"]) if resume_from else (run_dir / name).unlink(missing_ok=True)
+    state, resumed_from = _restore(cfg, run_dir, parts)
     log = log or RunLog(run_dir, cfg.logger, cfg.run.steps)
     preemption = Preemption()
     started = time.time() - state["seconds"]
-
-    def checkpoint(step: int) -> None:
-        state.update(step=step, seconds=time.time() - started)
-        try:
-            save_checkpoint(
-                run_dir / "checkpoints",
-                step,
-                parts.engine,
-                parts.tokenizer,
-                parts.sampler.state_dict(),
-                state,
-                cfg.run.keep_checkpoints,
-            )
-        except OSError as error:
-            good = list_checkpoints(run_dir / "checkpoints")
-            raise RunStopped(
-                f"cannot write checkpoint step_{step} ({error.strerror or error}); last good "
-                f"checkpoint: {good[-1] if good else 'none'}"
-            ) from error
-
     skipped_in_a_row = 0
     with log:
-        if resume_from is not None:
-            log.print(f"resumed from {resume_from} at step {state['step']}")
+        if resumed_from is not None:
+            log.print(f"resumed from {resumed_from} at step {state['step']}")
         else:
             state["eval_history"]["0"] = evaluate(parts, cfg)
             log.metrics({"step": 0, "eval_accuracy": state["eval_history"]["0"]})
@@ -238,10 +213,9 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
                 raise RunStopped(f"step {step}: {error}") from error
             skipped_in_a_row = skipped_in_a_row + 1 if metrics.get("skipped_update", 0) > 0 else 0
             if skipped_in_a_row > cfg.run.max_skipped_updates:
-                good = list_checkpoints(run_dir / "checkpoints")
                 raise RunStopped(
-                    f"step {step}: {skipped_in_a_row} consecutive updates skipped for non-finite "
-                    f"loss or gradient; last good checkpoint: {good[-1] if good else 'none'}"
+                    f"step {step}: {skipped_in_a_row} consecutive updates skipped for non-finite loss "
+                    f"or gradient; last good checkpoint: {_last_good(run_dir)}"
                 )
             if step == cfg.run.steps or (cfg.run.eval_every and step % cfg.run.eval_every == 0):
                 metrics["eval_accuracy"] = state["eval_history"][str(step)] = evaluate(parts, cfg)
@@ -249,7 +223,8 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
             log.samples(step, _sample_rows(batch, parts, cfg.run.samples_per_step))
             last = step == cfg.run.steps
             if last or preemption.requested or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
-                checkpoint(step)
+                state.update(step=step, seconds=time.time() - started)
+                _checkpoint(cfg, run_dir, parts, state)
             if preemption.requested and not last:
                 log.print(f"preempted: checkpoint written at step {step} in {run_dir}; rerun the command to resume")
                 return {"preempted": True, "step": step}
@@ -260,6 +235,45 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
             f"{summary['eval_accuracy_end']:.3f} in {summary['seconds']:.0f}s"
         )
     return summary
+
+
+def _restore(cfg: Validated, run_dir: Path, parts: Parts) -> tuple[dict, Path | None]:
+    """Load the checkpoint to resume from (if any) and cut metrics/samples back to it; else start clean."""
+    resume_from = _resume_dir(cfg, run_dir)
+    state = {"step": 0, "eval_history": {}, "seconds": 0.0}
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, parts.engine, parts.sampler)
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        if resume_from is not None:
+            truncate_jsonl(run_dir / name, state["step"])
+        else:
+            (run_dir / name).unlink(missing_ok=True)
+    return state, resume_from
+
+
+def _last_good(run_dir: Path) -> str:
+    found = list_checkpoints(run_dir / "checkpoints")
+    return str(found[-1]) if found else "none"
+
+
+def _checkpoint(cfg: Validated, run_dir: Path, parts: Parts, state: dict) -> None:
+    """Write checkpoints/step_N atomically; an unwritable disk stops the run naming the last good checkpoint."""
+    step = state["step"]
+    try:
+        save_checkpoint(
+            run_dir / "checkpoints",
+            step,
+            parts.engine,
+            parts.tokenizer,
+            parts.sampler.state_dict(),
+            state,
+            cfg.run.keep_checkpoints,
+        )
+    except OSError as error:
+        raise RunStopped(
+            f"cannot write checkpoint step_{step} ({error.strerror or error}); "
+            f"last good checkpoint: {_last_good(run_dir)}"
+        ) from error
 
 
 def _sample_rows(batch: RolloutBatch, parts: Parts, count: int) -> list[dict]:
