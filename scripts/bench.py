@@ -267,7 +267,9 @@ def print_e2e(rows: list[dict]) -> None:
 
 
 # -- log-prob memory -----------------------------------------------------------------------------------------
-def logprob_child(variant: str, sequences: int, tokens: int, hidden: int, vocab: int, backward: bool, out: str):
+def logprob_child(
+    variant: str, sequences: int, tokens: int, hidden: int, vocab: int, backward: bool, out: str, chunk_rows: int = 2048
+):
     """One variant in a fresh process: peak RSS (getrusage) above the inputs, time, and the values for checking."""
     from rlpost.ops.logprobs import naive_token_logprobs, token_logprobs
 
@@ -277,11 +279,12 @@ def logprob_child(variant: str, sequences: int, tokens: int, hidden: int, vocab:
     targets = torch.randint(0, vocab, (sequences, tokens))
     states.requires_grad_(backward)
     weight.requires_grad_(backward)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB: inputs allocated and touched
+    # KiB of the inputs now resident (ru_maxrss would also count the temporaries that built them)
+    baseline = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
     start = time.perf_counter()
     with torch.set_grad_enabled(backward):
         if variant == "chunked":
-            logprobs, entropy = token_logprobs(states, weight, targets, with_entropy=backward)
+            logprobs, entropy = token_logprobs(states, weight, targets, with_entropy=backward, chunk_rows=chunk_rows)
         else:
             logprobs, entropy = naive_token_logprobs(states, weight, targets, with_entropy=backward)
         if backward:
@@ -332,7 +335,8 @@ def bench_logprob(args) -> list[dict]:
                     str(int(backward)),
                     out,
                 ]
-                done = subprocess.run(command, capture_output=True, text=True)
+                env = os.environ | ({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})
+                done = subprocess.run(command, capture_output=True, text=True, env=env)
                 if done.returncode != 0:
                     row[variant] = {"failed": f"exit {done.returncode}: {done.stderr.strip()[-300:]}"}
                     print(f"   {variant}: failed {row[variant]['failed']}", flush=True)
@@ -455,7 +459,10 @@ def bench_gpu(args) -> dict:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--logprob-child":
         variant, sequences, tokens, hidden, vocab, backward, out = sys.argv[2:9]
-        logprob_child(variant, int(sequences), int(tokens), int(hidden), int(vocab), bool(int(backward)), out)
+        chunk_rows = int(sys.argv[9]) if len(sys.argv) > 9 else 2048
+        logprob_child(
+            variant, int(sequences), int(tokens), int(hidden), int(vocab), bool(int(backward)), out, chunk_rows
+        )
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", default="e2e,logprob,gpu", help="comma list of e2e, logprob, gpu")
@@ -465,7 +472,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads for both runners (0: torch default)")
     parser.add_argument("--rlpost-override", action="append", default=[], help="extra rlpost override (repeatable)")
     parser.add_argument("--logprob-tokens", type=int, default=4096, help="tokens per sequence, forward case")
-    parser.add_argument("--logprob-backward-tokens", type=int, default=512, help="tokens per sequence, backward case")
+    parser.add_argument("--logprob-backward-tokens", type=int, default=256, help="tokens per sequence, backward case")
     parser.add_argument("--out", default=str(REPO / "docs" / "performance.json"))
     args = parser.parse_args()
     sections = set(args.sections.split(","))
