@@ -28,6 +28,7 @@ class RolloutBatch:
     reward: Tensor | None = None  # [B] total reward
     advantages: Tensor | None = None  # [B] or [B, T]
     sample_mask: Tensor | None = None  # [B] bool: completions that carry gradient (e.g. MC-GRPO drops the pivot)
+    replayed: Tensor | None = None  # [B] bool: sampled at an earlier step (rollout replay): behaviour = sampling
     old_logprobs: Tensor | None = None  # [B, T]
     ref_logprobs: Tensor | None = None  # [B, T]
 

@@ -91,6 +91,9 @@ def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBa
     with timer("logprob"):
         if cfg.run.ppo_epochs > 1 or cfg.run.minibatches > 1:  # later updates are off-policy: freeze pi_old
             batch.old_logprobs = parts.engine.logprobs(batch)
+        if batch.replayed is not None and batch.replayed.any():  # replayed rows came from an older policy
+            current = batch.old_logprobs if batch.old_logprobs is not None else parts.engine.logprobs(batch)
+            batch.old_logprobs = torch.where(batch.replayed[:, None], batch.sampling_logprobs, current)
         if cfg.algo.kl_coef > 0:
             batch.ref_logprobs = parts.engine.logprobs(batch, reference=True)
     with timer("train"):

@@ -142,7 +142,11 @@ class DotsSampler:
         parts = [fresh] + [RolloutBatch(**self.buffer[i]) for i in replayed]
         plan = plan + [(int(self.buffer[i]["prompt_index"][0]), len(self.buffer[i]["prompt_index"])) for i in replayed]
         self.update(plan, fresh)
-        return plan, RolloutBatch.concat(parts), {"dots_replayed": replay_count, "dots_buffer": len(self.buffer)}
+        batch = RolloutBatch.concat(parts)
+        batch.replayed = torch.arange(len(batch)) >= len(
+            fresh
+        )  # the trainer corrects these with their sampling log-probs
+        return plan, batch, {"dots_replayed": replay_count, "dots_buffer": len(self.buffer)}
 
     def update(self, plan: Plan, batch) -> None:
         """Push the informative fresh groups into the replay buffer (FIFO)."""
