@@ -43,6 +43,8 @@ def _train(cfg: DictConfig) -> float | None:
             raise
         print(f"rlpost-train: stopped: {error}", file=sys.stderr)
         sys.exit(1)
+    if summary.get("preempted"):
+        sys.exit(0)  # the process is being stopped: end a local multirun here too, not just this job
     return summary.get("eval_accuracy_end")  # the sweep objective for Hydra sweepers
 
 
