@@ -72,6 +72,8 @@ def save_checkpoint(
     _fsync_dir(root)
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+    for partial in root.glob(".tmp_step_*"):  # left by a process killed mid-write
+        shutil.rmtree(partial, ignore_errors=True)
     return final
 
 
