@@ -88,6 +88,9 @@ class _ChunkedTokenLogprobs(torch.autograd.Function):
         return grad_hidden, grad_weight, None, None, None, None
 
 
+MAX_CHUNK_ELEMENTS = 2**26  # logits per chunk (256 MB in float32): caps chunk rows for large vocabularies
+
+
 def token_logprobs(
     hidden: Tensor,
     weight: Tensor,
@@ -96,14 +99,17 @@ def token_logprobs(
     temperature: float = 1.0,
     with_entropy: bool = True,
     chunk_rows: int = 2048,
+    max_chunk_elements: int = MAX_CHUNK_ELEMENTS,
 ) -> tuple[Tensor, Tensor]:
     """log p(targets) and entropy for hidden [B, T, H], LM-head weight [V, H], targets [B, T] -> ([B, T], [B, T]).
 
     Both outputs are float32 and differentiable w.r.t. `hidden` and `weight`; entropy is zeros when
-    `with_entropy` is False. Logits are never materialised for more than `chunk_rows` tokens at once.
+    `with_entropy` is False. Logits are never materialised for more than `chunk_rows` tokens at once, nor for more
+    than `max_chunk_elements` logits (so a 151,936-word vocabulary gets 441-row chunks: ~256 MB of float32 logits).
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    chunk_rows = max(1, min(chunk_rows, max_chunk_elements // weight.shape[0]))
     shape = targets.shape
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])  # [N, H]
     flat_targets = targets.reshape(-1).long()  # [N]
