@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ class Parts:
 
 def build(cfg: Validated) -> Parts:
     torch.manual_seed(cfg.run.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # same seed -> same metrics (CPU)
     model, tokenizer = load_model(cfg.model)
     splits = load_splits(cfg.data, tokenizer)
     longest = max(len(ids) for split in splits.values() for ids in split.token_ids) + cfg.rollout.max_new_tokens
@@ -203,7 +205,7 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
     preemption = Preemption()
     started = time.time() - state["seconds"]
     skipped_in_a_row = 0
-    with log:
+    with log, _stops_on_reward_failure():
         if resumed_from is not None:
             log.print(f"resumed from {resumed_from} at step {state['step']}")
         else:
@@ -238,6 +240,15 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
             f"{summary['eval_accuracy_end']:.3f} in {summary['seconds']:.0f}s"
         )
     return summary
+
+
+@contextmanager
+def _stops_on_reward_failure():
+    """Too many failing reward calls (in training or eval) stop the run with a message instead of a crash."""
+    try:
+        yield
+    except RewardFailure as error:
+        raise RunStopped(str(error)) from error
 
 
 def _restore(cfg: Validated, run_dir: Path, parts: Parts) -> tuple[dict, Path | None]:

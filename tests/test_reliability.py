@@ -228,4 +228,5 @@ def test_run_stopped_exits_1_with_a_message(tmp_path):
         timeout=300,
     )
     assert result.returncode == 1
-    assert "rlpost-train: stopped: step 1: reward=custom" in result.stderr
+    assert "rlpost-train: stopped: " in result.stderr and "reward=custom" in result.stderr
+    assert "calls failed in one step" in result.stderr
