@@ -39,4 +39,5 @@ def test_every_sampler_with_grpo_and_dhpo(tmp_path):
 
 def test_experiments(tmp_path):
     for name in options("experiment"):
-        run_train(f"experiment={name}", "debug=fast", "eval_size=4", run_dir=tmp_path / name, check=True)
+        result = run_train(f"experiment={name}", "debug=fast", "eval_size=4", run_dir=tmp_path / name, check=True)
+        assert result.returncode == 0 and (tmp_path / name / "summary.json").is_file()
