@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from rlpost.advantages import ADVANTAGES
-from rlpost.advantages.common import AdvantageConfig, group_mean, group_std, group_sum, singleton_zero
+from rlpost.advantages.common import AdvantageConfig, group_sum, group_zscore
 from rlpost.batch import RolloutBatch
 from rlpost.config import check
 
@@ -60,5 +60,4 @@ def adora_advantage(
     has_correct = group_sum(correct.float(), group_index) > 0  # [G]
     advantageous = ~has_correct | (longest_correct > mean_wrong)  # [G] TAS
     weight = torch.where(advantageous, 1.0, cfg.weight)[group_index]  # [B]
-    advantages = (rewards - group_mean(rewards, group_index)) / (group_std(rewards, group_index) + cfg.eps)
-    return singleton_zero(weight * advantages, group_index)
+    return weight * group_zscore(rewards, group_index, cfg.eps)

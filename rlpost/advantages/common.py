@@ -113,6 +113,12 @@ def sequence_logprob(batch, *, length_normalized: bool = True) -> Tensor:
     return total / mask.sum(dim=1).clamp(min=1) if length_normalized else total
 
 
+def group_zscore(values: Tensor, group_index: Tensor, eps: float) -> Tensor:
+    """[B] (x - group mean) / (group std + eps), the GRPO normalisation; 0 for a group of size 1."""
+    normalized = (values - group_mean(values, group_index)) / (group_std(values, group_index) + eps)
+    return normalized * (group_count(group_index) > 1)
+
+
 def singleton_zero(advantages: Tensor, group_index: Tensor) -> Tensor:
     """Zero the advantage of completions alone in their group (no baseline, so no relative signal)."""
     return advantages * (group_count(group_index) > 1)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from rlpost.advantages import ADVANTAGES
-from rlpost.advantages.common import AdvantageConfig, group_count, group_mean, group_std
+from rlpost.advantages.common import AdvantageConfig, group_zscore
 from rlpost.batch import RolloutBatch
 from rlpost.config import check
 
@@ -34,12 +34,6 @@ class GDPOAdvantageConfig(AdvantageConfig):
 
     def __post_init__(self) -> None:
         check(self.eps >= 0, "eps", f"must be >= 0, got {self.eps}")
-
-
-def group_zscore(values: Tensor, group_index: Tensor, eps: float) -> Tensor:
-    """[B] (x - group mean) / (group std + eps); 0 for a group of size 1."""
-    normalized = (values - group_mean(values, group_index)) / (group_std(values, group_index) + eps)
-    return normalized * (group_count(group_index) > 1)
 
 
 @ADVANTAGES.register("gdpo", GDPOAdvantageConfig)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from rlpost.advantages import ADVANTAGES
-from rlpost.advantages.common import AdvantageConfig, group_count, group_mean, group_std
+from rlpost.advantages.common import AdvantageConfig, group_mean, group_zscore, singleton_zero
 from rlpost.config import check
 
 
@@ -34,7 +34,6 @@ class GRPOAdvantageConfig(AdvantageConfig):
 def grpo_advantage(rewards: Tensor, group_index: Tensor, cfg: GRPOAdvantageConfig, **_: object) -> Tensor:
     """[B] advantages from rewards [B] and group_index [B]."""
     rewards = rewards.float()
-    advantages = rewards - group_mean(rewards, group_index)
     if cfg.scale_std:
-        advantages = advantages / (group_std(rewards, group_index) + cfg.eps)
-    return advantages * (group_count(group_index) > 1)
+        return group_zscore(rewards, group_index, cfg.eps)
+    return singleton_zero(rewards - group_mean(rewards, group_index), group_index)

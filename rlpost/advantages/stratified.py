@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from rlpost.advantages import ADVANTAGES
-from rlpost.advantages.common import AdvantageConfig, group_count, group_mean, group_std
+from rlpost.advantages.common import AdvantageConfig, group_zscore
 from rlpost.batch import RolloutBatch
 from rlpost.config import check, in_range
 
@@ -69,9 +69,8 @@ def stratum_ids(batch: RolloutBatch, cfg: StratifiedAdvantageConfig) -> Tensor:
 def blended_advantage(rewards: Tensor, group_index: Tensor, strata: Tensor, alpha: float, eps: float) -> Tensor:
     """[B] alpha * SAN + (1 - alpha) * GRPO for the given per-completion strata."""
     cells = torch.unique(group_index * (int(strata.max()) + 1) + strata, return_inverse=True)[1]  # [B] (group, stratum)
-    san = (rewards - group_mean(rewards, cells)) / (group_std(rewards, cells) + eps) * (group_count(cells) > 1)
-    grpo = (rewards - group_mean(rewards, group_index)) / (group_std(rewards, group_index) + eps)
-    return (alpha * san + (1 - alpha) * grpo) * (group_count(group_index) > 1)
+    san = group_zscore(rewards, cells, eps)
+    return alpha * san + (1 - alpha) * group_zscore(rewards, group_index, eps)
 
 
 @ADVANTAGES.register("stratified", StratifiedAdvantageConfig)

@@ -24,11 +24,9 @@ from rlpost.advantages import ADVANTAGES
 from rlpost.advantages.common import (
     AdvantageConfig,
     group_count,
-    group_mean,
     group_rank,
-    group_std,
+    group_zscore,
     sequence_logprob,
-    singleton_zero,
 )
 from rlpost.batch import RolloutBatch
 from rlpost.config import check, in_range
@@ -53,5 +51,4 @@ def unlikely_advantage(
     likelihood = sequence_logprob(batch).float()  # [B] l_i
     rank = group_rank(likelihood, group_index).float() / group_count(group_index).float()
     shaped = rewards.float() * (1 - cfg.beta_rank * rank)
-    advantages = (shaped - group_mean(shaped, group_index)) / (group_std(shaped, group_index) + cfg.eps)
-    return singleton_zero(advantages, group_index)
+    return group_zscore(shaped, group_index, cfg.eps)

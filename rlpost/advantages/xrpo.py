@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from rlpost.advantages import ADVANTAGES
-from rlpost.advantages.common import AdvantageConfig, group_mean, group_std, sequence_logprob, singleton_zero
+from rlpost.advantages.common import AdvantageConfig, group_mean, group_zscore, sequence_logprob, singleton_zero
 from rlpost.batch import RolloutBatch
 from rlpost.config import check
 
@@ -47,7 +47,7 @@ def xrpo_advantage(
 ) -> Tensor:
     """[B] GRPO advantages with a capped bonus for positive-advantage completions less likely than their group."""
     rewards = rewards.float()
-    advantages = (rewards - group_mean(rewards, group_index)) / (group_std(rewards, group_index) + cfg.eps)
+    advantages = group_zscore(rewards, group_index, cfg.eps)
     likelihood = sequence_logprob(batch).float()  # [B] s_i
     eta = torch.exp(likelihood - group_mean(likelihood, group_index))
     bonus = torch.minimum((cfg.lambda_novelty * (1 - eta)).clamp(min=0), cfg.kappa_clip * advantages)
