@@ -53,6 +53,14 @@ def _config_exit(message: str) -> None:
     sys.exit(CONFIG_EXIT)
 
 
+def compose_train(overrides: list[str]) -> DictConfig:
+    """conf/train.yaml composed with `overrides`, outside a Hydra run (for error messages, tests, benchmarks)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
 def one_line(error: BaseException) -> str:
     """A configuration error as one line naming the key and what is allowed."""
     text = str(error)
@@ -73,12 +81,9 @@ def one_line(error: BaseException) -> str:
 
 def _allowed_keys(key: str) -> list[str]:
     """Keys that exist where `key` was looked for, from the composed config without the failing override."""
-    from hydra import compose, initialize_config_dir
-
     overrides = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith(("-", key + "=", "hydra"))]
     try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            node = compose(config_name="train", overrides=overrides)
+        node = compose_train(overrides)
         for part in key.split(".")[:-1]:
             node = node[part]
         return sorted(str(k) for k in node.keys())

@@ -76,8 +76,7 @@ def summarize(step_seconds: list[float], tokens: list[float], phases: list[dict]
 
 # -- rlpost --------------------------------------------------------------------------------------------------
 def rlpost_config(max_new_tokens: int, min_new_tokens: int, steps: int, extra: list[str]):
-    from hydra import compose, initialize_config_dir
-
+    from rlpost.cli import compose_train
     from rlpost.config import validate
 
     overrides = [
@@ -91,8 +90,7 @@ def rlpost_config(max_new_tokens: int, min_new_tokens: int, steps: int, extra: l
         f"rollout.min_new_tokens={min_new_tokens}",
         *extra,
     ]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        return validate(compose("train", overrides=overrides))
+    return validate(compose_train(overrides))
 
 
 def run_rlpost(max_new_tokens: int, min_new_tokens: int, warmup: int, steps: int, extra: list[str]) -> dict:

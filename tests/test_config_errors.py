@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from rlpost.cli import CONF_DIR
+from rlpost.cli import compose_train
 from rlpost.config import ConfigError, validate
 from tests.conftest import run_train
 
 
 def composed(*overrides: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+    return compose_train(list(overrides))
 
 
 def test_default_config_validates():

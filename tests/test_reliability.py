@@ -12,11 +12,10 @@ import time
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from rlpost import trainer
 from rlpost.checkpoint import list_checkpoints
-from rlpost.cli import CONF_DIR
+from rlpost.cli import compose_train
 from rlpost.config import validate
 from rlpost.logging import ConsoleLoggerConfig, RunLog
 from tests.conftest import REPO, read_jsonl, run_train, without_timing
@@ -25,8 +24,7 @@ SHORT = ("steps=8", "prompts_per_step=4", "n=4", "eval_every=4", "eval_size=16",
 
 
 def config(*overrides: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return validate(compose(config_name="train", overrides=list(SHORT) + list(overrides)))
+    return validate(compose_train(list(SHORT) + list(overrides)))
 
 
 def train_in_process(cfg, run_dir):

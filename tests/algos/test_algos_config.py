@@ -3,11 +3,10 @@
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from rlpost.algos import ALGOS
-from rlpost.cli import CONF_DIR
+from rlpost.cli import compose_train
 from rlpost.config import ConfigError, _as_schema
 
 YAMLS = sorted((Path(__file__).parents[2] / "conf" / "algo").glob("*.yaml"))
@@ -15,8 +14,7 @@ YAMLS = sorted((Path(__file__).parents[2] / "conf" / "algo").glob("*.yaml"))
 
 def load(path: Path):
     """The algo group as composed by Hydra (yaml variants may build on another option via defaults)."""
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=[f"algo={path.stem}"]).algo
+    return compose_train([f"algo={path.stem}"]).algo
 
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.stem)
