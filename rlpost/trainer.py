@@ -45,11 +45,11 @@ def build(cfg: Validated) -> Parts:
     model, tokenizer = load_model(cfg.model)
     splits = load_splits(cfg.data, tokenizer)
     longest = max(len(ids) for split in splits.values() for ids in split.token_ids) + cfg.rollout.max_new_tokens
-    context = getattr(model.config, "max_position_embeddings", longest)
-    if longest > context:
+    max_positions = getattr(model.config, "max_position_embeddings", longest)
+    if longest > max_positions:
         raise ConfigError(
             f"rollout.max_new_tokens: longest prompt + completion is {longest} tokens, "
-            f"over the model's context of {context}"
+            f"over the model's context of {max_positions}"
         )
     updates = cfg.run.steps * cfg.run.ppo_epochs * cfg.run.minibatches
     engine = ENGINES.get(cfg.trainer.name).component(
