@@ -18,9 +18,11 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from rlpost.config import ConfigError, validate
+from rlpost.launch import PREEMPTED_EXIT, export_distributed_env, register_resolvers, run_status
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 CONFIG_EXIT = 2
+register_resolvers()  # ${rlpost.job_dir:...} in hydra.sweep.subdir
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
@@ -31,21 +33,51 @@ def _train(cfg: DictConfig) -> float | None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         validated = validate(cfg)
-        summary = train(validated, Path(HydraConfig.get().runtime.output_dir))
+        _one_process_per_task(validated)
+        with run_status(run_dir, stopped=RunStopped) as outcome:
+            summary = train(validated, run_dir)
+            outcome.finish(summary)
     except ConfigError as error:  # raised before anything ran or was written
         if os.environ.get("RLPOST_USER_FULL_ERROR") == "1":
             raise
         _config_exit(str(error))
     except RunStopped as error:  # the run stopped on purpose; its checkpoints are intact
-        if os.environ.get("RLPOST_USER_FULL_ERROR") == "1":
-            raise
-        print(f"rlpost-train: stopped: {error}", file=sys.stderr)
-        sys.exit(1)
+        if os.environ.get("RLPOST_USER_FULL_ERROR") == "1" or _in_multirun():
+            raise  # in a multirun Hydra records this job as failed and goes on with the others
+        _stopped_exit(error)
     if summary.get("preempted"):
-        sys.exit(0)  # the process is being stopped: end a local multirun here too, not just this job
+        # Not a success: exit 75 (EX_TEMPFAIL), status.json says "preempted"; a local multirun ends here too.
+        sys.exit(PREEMPTED_EXIT)
     return summary.get("eval_accuracy_end")  # the sweep objective for Hydra sweepers
+
+
+def _in_multirun() -> bool:
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _stopped_exit(error: BaseException) -> None:
+    print(f"rlpost-train: stopped: {error}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _is_stopped(error: BaseException) -> bool:
+    trainer = sys.modules.get("rlpost.trainer")  # imported only once a run started
+    return trainer is not None and isinstance(error, trainer.RunStopped)
+
+
+def _one_process_per_task(cfg) -> None:
+    """Under Slurm, each task is one process: export RANK/WORLD_SIZE/MASTER_ADDR; trainer=torch needs one task."""
+    world = int(export_distributed_env().get("WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    if world > 1 and cfg.trainer.name == "torch":
+        raise ConfigError(
+            f"hydra.launcher.tasks_per_node: {world} processes per job, but trainer=torch runs in one "
+            "(use a multi-process trainer such as trainer=deepspeed_zero2, or tasks_per_node=1 nodes=1)"
+        )
 
 
 def _config_exit(message: str) -> None:
@@ -108,6 +140,10 @@ def train() -> None:
         if user_wants_trace:
             raise
         _config_exit(one_line(error))
+    except Exception as error:  # a multirun job that stopped, re-raised by the sweeper after the others ran
+        if user_wants_trace or not _is_stopped(error):
+            raise
+        _stopped_exit(error)
     finally:
         if not user_wants_trace:
             os.environ.pop("HYDRA_FULL_ERROR", None)

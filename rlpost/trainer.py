@@ -172,15 +172,27 @@ class RunStopped(RuntimeError):
 
 
 class Preemption:
-    """SIGTERM/SIGUSR1 set a flag; the loop checkpoints at the next step boundary and exits cleanly."""
+    """SIGTERM/SIGUSR1/SIGUSR2 set a flag; the loop checkpoints at the next step boundary and exits cleanly.
+
+    Under hydra/launcher=slurm, submitit has bound SIGUSR2 (sent `signal_delay_s` before the time limit, or by
+    `scancel --signal=USR2`) to its requeue: `scontrol requeue` then sys.exit(-1), right in the handler. Ours
+    replaces it, and `hand_over()` calls it only once the checkpoint is written.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
     def __init__(self) -> None:
-        self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(sig, self._handle)
+        self.requested = 0  # the signal number, once one arrived
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
 
     def _handle(self, signum, frame) -> None:
-        self.requested = True
+        self.requested = signum
+
+    def hand_over(self) -> None:
+        """Pass the signal to the handler bound before ours (submitit's requeue under Slurm; it may exit)."""
+        handler = self.previous.get(self.requested)
+        if callable(handler):
+            handler(self.requested, None)
 
 
 def _resume_dir(cfg: Validated, run_dir: Path) -> Path | None:
@@ -232,6 +244,7 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
                 _checkpoint(cfg, run_dir, parts, state)
             if preemption.requested and not last:
                 log.print(f"preempted: checkpoint written at step {step} in {run_dir}; rerun the command to resume")
+                preemption.hand_over()  # under Slurm: submitit requeues the job and exits here
                 return {"preempted": True, "step": step}
         summary = _summary(cfg, run_dir, state, time.time() - started)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
