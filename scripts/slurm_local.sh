@@ -82,6 +82,8 @@ conf_changed=$(write_if_changed "$ETC/slurm.conf" <<EOF
 ClusterName=local
 SlurmctldHost=$HOST
 AuthType=auth/munge
+# A requeued job may start again after cred_expire + 1 s (default 120 s): short for tests on one machine.
+AuthInfo=cred_expire=10
 SlurmUser=root
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
