@@ -134,11 +134,18 @@ if ! running slurmdbd; then
 fi
 for _ in $(seq 100); do sacctmgr -n list cluster format=cluster >/dev/null 2>&1 && break || sleep 0.2; done
 sacctmgr -n list cluster format=cluster | grep -qw local || sacctmgr -i add cluster local >/dev/null
+if [ -n "$conf_changed" ]; then  # some settings (AuthInfo) are read only at start: restart what this script started
+    for daemon in slurmctld slurmd; do
+        if [ -s "/run/$daemon.pid" ] && running "$daemon"; then
+            say "restarting $daemon for the new slurm.conf"
+            kill "$(cat "/run/$daemon.pid")"
+            for _ in $(seq 50); do running "$daemon" || break; sleep 0.2; done
+        fi
+    done
+fi
 if ! running slurmctld; then
     say "starting slurmctld"
     slurmctld
-elif [ -n "$conf_changed" ]; then
-    scontrol reconfigure
 fi
 if ! running slurmd; then
     say "starting slurmd"
