@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rlpost.cli import CONF_DIR
 from rlpost.launch import PREEMPTED_EXIT, job_dirname, run_status
@@ -114,3 +115,35 @@ def test_preempted_run_exits_75_with_a_status_record_then_resumes(tmp_path):
     assert record["status"] == "preempted" and record["step"] >= 2
     steps = [m["step"] for m in read_jsonl(tmp_path / "metrics.jsonl")]
     assert steps == list(range(record["step"] + 1))
+
+
+def test_optuna_search_composes():
+    """conf/hparams_search/optuna_lr_clip.yaml: the Optuna sweeper, maximising, over lr and the clip range."""
+    result = run_train("--cfg", "hydra", "hparams_search=optuna_lr_clip", "hydra.sweeper.n_trials=5", timeout=120)
+    assert result.returncode == 0, result.stderr
+    hydra = yaml.safe_load(result.stdout)["hydra"]
+    assert hydra["sweeper"]["_target_"].endswith("optuna_sweeper.OptunaSweeper")
+    assert hydra["sweeper"]["direction"] == "maximize" and hydra["sweeper"]["n_trials"] == 5
+    assert hydra["mode"] == "MULTIRUN"
+    assert hydra["sweeper"]["params"] == {
+        "trainer.lr": "tag(log, interval(1e-5, 1e-3))",
+        "algo.clip_low": "interval(0.1, 0.3)",
+        "algo.clip_high": "interval(0.1, 0.4)",
+    }
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_two_trials_and_reports_the_best(tmp_path):
+    result = run_train(
+        "hparams_search=optuna_lr_clip",
+        "hydra.sweeper.n_trials=2",
+        "debug=fast",
+        f"hydra.sweep.dir={tmp_path}",
+        check=True,
+    )
+    best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    index = read_jsonl(tmp_path / "sweep_index.jsonl")
+    assert [r["status"] for r in index] == ["completed", "completed"]
+    finals = [json.loads((Path(r["run_dir"]) / "summary.json").read_text())["eval_accuracy_end"] for r in index]
+    assert best["best_value"] == max(finals), result.stderr
+    assert set(best["best_params"]) == {"trainer.lr", "algo.clip_low", "algo.clip_high"}
