@@ -17,6 +17,7 @@ from rlpost import trainer
 from rlpost.checkpoint import list_checkpoints
 from rlpost.cli import compose_train
 from rlpost.config import validate
+from rlpost.launch import PREEMPTED_EXIT
 from rlpost.logging import ConsoleLoggerConfig, RunLog
 from tests.conftest import REPO, read_jsonl, run_train, without_timing
 
@@ -110,7 +111,7 @@ def test_sigterm_checkpoints_and_exits_cleanly_then_resumes(tmp_path):
             break
         time.sleep(0.01)
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0, stderr
+    assert process.returncode == PREEMPTED_EXIT, stderr  # a preempted run is not a success
     assert "preempted: checkpoint written at step" in stderr
     assert list_checkpoints(preempted / "checkpoints"), "no checkpoint written on SIGTERM"
     run_train(*SHORT, "checkpoint_every=0", run_dir=preempted, check=True)
