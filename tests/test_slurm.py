@@ -187,23 +187,27 @@ def test_usr2_then_scontrol_requeue_resume_without_lost_or_duplicated_steps(slur
 
 @pytest.mark.slow
 def test_time_limit_signal_checkpoint_requeue_resume(slurm, tmp_path):
-    """A 2-minute job that needs longer: Slurm's USR2 (signal_delay_s before the limit) -> checkpoint -> submitit
-    requeue, as often as needed; the run ends with the full step count, each step logged once."""
-    sweep, steps = tmp_path / "sweep", 700
+    """A 2-minute job whose first attempt needs longer (its reward sleeps until the first requeue): Slurm's USR2,
+    signal_delay_s before the limit -> checkpoint at the step boundary -> submitit's timed-out requeue; the
+    requeued job finishes with the full step count, each step logged once."""
+    sweep, steps = tmp_path / "sweep", 40
     process = multirun(
         *LONG,
         f"steps={steps}",
-        "checkpoint_every=100",
+        "checkpoint_every=10",
+        "reward=custom",
+        "reward.function=tests.slurm_rewards:slow_until_requeued",
         "hydra.launcher.timeout_min=2",
         "hydra.launcher.signal_delay_s=60",
         sweep_dir=sweep,
     )
-    finish(process, timeout=1200)
+    finish(process, timeout=900)
     run_dir = run_dir_of(sweep)
     assert status(run_dir)["status"] == "completed"
-    assert status(run_dir)["slurm_restarts"] >= 1, "the job never hit its time limit: make the run longer"
+    assert status(run_dir)["slurm_restarts"] >= 1, "the job never hit its time limit"
     assert_every_step_once(run_dir, steps)
-    assert "this job is timed-out" in job_logs(sweep)
+    logs = job_logs(sweep)
+    assert "Caught signal SIGUSR2" in logs and "this job is timed-out" in logs and "Requeued job" in logs
 
 
 @pytest.mark.slow
