@@ -143,14 +143,30 @@ def mean_std(values: list[float | None]) -> tuple[float | None, float | None, in
     return mean, math.sqrt(sum((v - mean) ** 2 for v in present) / (len(present) - 1)), len(present)
 
 
-def swept_keys(runs: list[Run]) -> list[str]:
-    """Keys whose value differs between runs (a key missing from a run counts as a value), seeds excluded."""
-    names = sorted({k for run in runs for k in run.keys})
-    return [k for k in names if k not in SEED_KEYS and len({run.keys.get(k) for run in runs}) > 1]
+def swept_keys(runs: list[Run], declared: tuple[str, ...] = ()) -> list[str]:
+    """Keys whose value differs between runs (a key missing from a run counts as a value), plus the `declared`
+    sweep keys (from multirun.yaml: a still-running sweep may not have started every value yet); seeds excluded."""
+    names = sorted({k for run in runs for k in run.keys} | set(declared))
+    differ = [k for k in names if len({run.keys.get(k) for run in runs}) > 1 or k in declared]
+    return [k for k in differ if k not in SEED_KEYS]
 
 
-def group_runs(runs: list[Run]) -> tuple[list[str], dict[tuple, list[Run]]]:
-    keys = swept_keys(runs)
+def declared_sweep_keys(paths: list[Path]) -> tuple[str, ...]:
+    """Keys swept over in the multirun.yaml of any sweep dir given (`key=a,b`, `key=range(...)`, ...)."""
+    keys: list[str] = []
+    for path in paths:
+        multirun = path / "multirun.yaml"
+        if multirun.is_file():
+            task = OmegaConf.select(OmegaConf.load(multirun), "hydra.overrides.task", default=None) or []
+            for item in task:
+                key, _, value = str(item).lstrip("+~").partition("=")
+                if "," in value or value.split("(")[0] in ("range", "choice", "interval", "glob"):
+                    keys.append(key)
+    return tuple(dict.fromkeys(k for k in keys if not k.startswith("hydra")))
+
+
+def group_runs(runs: list[Run], declared: tuple[str, ...] = ()) -> tuple[list[str], dict[tuple, list[Run]]]:
+    keys = swept_keys(runs, declared)
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
         groups.setdefault(tuple(run.keys.get(k, "-") for k in keys), []).append(run)
@@ -161,9 +177,9 @@ def _label(keys: list[str], values: tuple) -> str:
     return " ".join(f"{k}={v}" for k, v in zip(keys, values)) or "all runs"
 
 
-def table(runs: list[Run], tail: int = 10) -> tuple[list[str], list[dict]]:
+def table(runs: list[Run], tail: int = 10, declared: tuple[str, ...] = ()) -> tuple[list[str], list[dict]]:
     """One record per group: its swept values, number of runs, status counts, and mean/std of each metric."""
-    keys, groups = group_runs(runs)
+    keys, groups = group_runs(runs, declared)
     records = []
     for values, members in groups.items():
         rows = [run_row(run, tail) for run in members]
@@ -227,14 +243,14 @@ def curves(members: list[Run], metric: str) -> tuple[list[int], list[float], lis
     )
 
 
-def plot(runs: list[Run], out_dir: Path) -> list[Path]:
+def plot(runs: list[Run], out_dir: Path, declared: tuple[str, ...] = ()) -> list[Path]:
     """reward.png and eval_accuracy.png in `out_dir`: one line per group (mean over seeds), the seeds' range shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys, groups = group_runs(runs)
+    keys, groups = group_runs(runs, declared)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for metric, title in (("reward_mean", "reward"), ("eval_accuracy", "held-out accuracy")):
@@ -288,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _index_sweeps(args.paths)
     runs = [load_run(d) for d in run_dirs]
-    keys, records = table(runs, args.tail)
+    declared = declared_sweep_keys(args.paths)
+    keys, records = table(runs, args.tail, declared)
     if args.format == "markdown":
         sys.stdout.write(to_markdown(keys, records))
     elif args.format == "csv":
@@ -297,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(json.dumps({"swept_keys": keys, "groups": records}, indent=2) + "\n")
     if not args.no_plots:
         out = args.plots or (args.paths[0] / "compare" if len(args.paths) == 1 else Path("compare"))
-        for path in plot(runs, out):
+        for path in plot(runs, out, declared):
             print(f"wrote {path}", file=sys.stderr)
     return 0
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from rlpost.compare import find_run_dirs, load_run, mean_std, run_keys, swept_keys, table
+from rlpost.compare import declared_sweep_keys, find_run_dirs, load_run, mean_std, run_keys, swept_keys, table
 from tests.conftest import REPO
 
 
@@ -139,3 +139,15 @@ def test_cli_markdown_csv_json_and_plots(tmp_path):
     empty.mkdir()
     none = compare(str(empty))
     assert none.returncode == 2 and "no run dirs" in none.stderr
+
+
+def test_a_running_sweep_keeps_its_swept_keys_before_every_value_started(tmp_path):
+    """Only algo=grpo has started: algo is still a column, from multirun.yaml's `algo=grpo,dhpo`."""
+    make_run(tmp_path, "0_algo=grpo,seed=1", ["algo=grpo", "seed=1"], {"algo": "grpo"}, {0: 0.2}, [0.1], False)
+    make_run(tmp_path, "1_algo=grpo,seed=2", ["algo=grpo", "seed=2"], {"algo": "grpo"}, {0: 0.2}, [0.1], False)
+    task = {"hydra": {"overrides": {"task": ["algo=grpo,dhpo", "seed=1,2", "debug=fast"]}}}
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(task))
+    assert declared_sweep_keys([tmp_path]) == ("algo", "seed")
+    runs = [load_run(d) for d in find_run_dirs([tmp_path])]
+    keys, records = table(runs, declared=declared_sweep_keys([tmp_path]))
+    assert keys == ["algo"] and [(r["algo"], r["runs"], r["status"]) for r in records] == [("grpo", 2, "running:2")]
