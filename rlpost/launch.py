@@ -1,7 +1,8 @@
 """Launch-side helpers: process rank from Slurm, run status records, exit codes, and safe job dir names.
 
-- `distributed_env` maps a Slurm task (one process per task, `hydra.launcher.tasks_per_node`, `nodes`) to the
-  torch.distributed variables RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE / MASTER_ADDR / MASTER_PORT.
+- `distributed_env` maps a Slurm task of an srun step (one process per task, `hydra.launcher.tasks_per_node`,
+  `nodes`) to the torch.distributed variables RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE / MASTER_ADDR /
+  MASTER_PORT.
 - `run_status` keeps `<run dir>/status.json` current (running -> completed | preempted | requeued | stopped |
   failed | config_error), so a preempted or requeued run is never read as a finished one.
 - `job_dirname` is the `rlpost.job_dir` resolver behind `hydra.sweep.subdir`: one valid path component per job.
@@ -37,21 +38,23 @@ def distributed_env(
 ) -> dict[str, str]:
     """torch.distributed rendezvous variables for this Slurm task; {} outside Slurm or when already set.
 
-    RANK = SLURM_PROCID, WORLD_SIZE = SLURM_NTASKS, LOCAL_RANK = SLURM_LOCALID, LOCAL_WORLD_SIZE = tasks on this
-    node, MASTER_ADDR = the first host of SLURM_JOB_NODELIST, MASTER_PORT = 20000 + job id mod 20000 (the same in
-    every task of a job, different between jobs sharing a node). Variables a launcher already set (torchrun) win.
+    RANK = SLURM_PROCID, WORLD_SIZE = SLURM_STEP_NUM_TASKS, LOCAL_RANK = SLURM_LOCALID, LOCAL_WORLD_SIZE = the
+    step's tasks on this node, MASTER_ADDR = the first host of SLURM_JOB_NODELIST, MASTER_PORT = 20000 + job id
+    mod 20000 (the same in every task of a job, different between jobs sharing a node). Only inside an `srun` step
+    (as submitit launches): a batch script itself is one process even when SLURM_NTASKS says more. Variables a
+    launcher already set (torchrun) win.
     """
     if "RANK" in environ and "WORLD_SIZE" in environ:
         return {}
-    if "SLURM_PROCID" not in environ or "SLURM_NTASKS" not in environ:
+    if "SLURM_PROCID" not in environ or "SLURM_STEP_NUM_TASKS" not in environ:
         return {}
     job_id = int(environ.get("SLURM_ARRAY_JOB_ID") or environ.get("SLURM_JOB_ID") or 0)
     job_id += int(environ.get("SLURM_ARRAY_TASK_ID") or 0)
     nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST") or ""
-    local_tasks = environ.get("SLURM_NTASKS_PER_NODE") or environ.get("SLURM_TASKS_PER_NODE") or "1"
+    local_tasks = environ.get("SLURM_STEP_TASKS_PER_NODE") or environ.get("SLURM_TASKS_PER_NODE") or "1"
     return {
         "RANK": environ["SLURM_PROCID"],
-        "WORLD_SIZE": environ["SLURM_NTASKS"],
+        "WORLD_SIZE": environ["SLURM_STEP_NUM_TASKS"],
         "LOCAL_RANK": environ.get("SLURM_LOCALID", "0"),
         "LOCAL_WORLD_SIZE": re.match(r"\d+", local_tasks).group(0),
         "MASTER_ADDR": environ.get("MASTER_ADDR") or (hostnames(nodelist)[0] if nodelist else "127.0.0.1"),

@@ -256,8 +256,9 @@ def test_distributed_env_mapping():
     environ = {
         "SLURM_PROCID": "3",
         "SLURM_NTASKS": "4",
+        "SLURM_STEP_NUM_TASKS": "4",
         "SLURM_LOCALID": "1",
-        "SLURM_NTASKS_PER_NODE": "2",
+        "SLURM_STEP_TASKS_PER_NODE": "2(x2)",
         "SLURM_JOB_NODELIST": "gpu[07-08]",
         "SLURM_JOB_ID": "123457",
     }
@@ -272,3 +273,5 @@ def test_distributed_env_mapping():
     }
     assert distributed_env({**environ, "RANK": "0", "WORLD_SIZE": "8"}) == {}  # torchrun already set them
     assert distributed_env({"PATH": "/bin"}) == {}  # not under Slurm
+    batch_script = {k: v for k, v in environ.items() if not k.startswith("SLURM_STEP")}
+    assert distributed_env(batch_script) == {}  # an sbatch script is one process whatever SLURM_NTASKS says

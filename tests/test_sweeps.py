@@ -150,7 +150,8 @@ def test_optuna_search_runs_two_trials_and_reports_the_best(tmp_path):
 
 
 def test_two_slurm_tasks_with_the_one_process_trainer_is_a_config_error(tmp_path):
-    env = {"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_LOCALID": "0", "SLURM_JOB_ID": "7"}
+    env = {"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_STEP_NUM_TASKS": "2", "SLURM_LOCALID": "0"}
+    env["SLURM_JOB_ID"] = "7"
     result = run_train("debug=fast", run_dir=tmp_path, env=env, timeout=300)
     assert result.returncode == 2, result.stderr
     assert "hydra.launcher.tasks_per_node: 2 processes per job, but trainer=torch runs in one" in result.stderr
