@@ -132,23 +132,6 @@ def test_optuna_search_composes():
     }
 
 
-@pytest.mark.slow
-def test_optuna_search_runs_two_trials_and_reports_the_best(tmp_path):
-    result = run_train(
-        "hparams_search=optuna_lr_clip",
-        "hydra.sweeper.n_trials=2",
-        "debug=fast",
-        f"hydra.sweep.dir={tmp_path}",
-        check=True,
-    )
-    best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
-    index = read_jsonl(tmp_path / "sweep_index.jsonl")
-    assert [r["status"] for r in index] == ["completed", "completed"]
-    finals = [json.loads((Path(r["run_dir"]) / "summary.json").read_text())["eval_accuracy_end"] for r in index]
-    assert best["best_value"] == max(finals), result.stderr
-    assert set(best["best_params"]) == {"trainer.lr", "algo.clip_low", "algo.clip_high"}
-
-
 def test_two_slurm_tasks_with_the_one_process_trainer_is_a_config_error(tmp_path):
     env = {"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_STEP_NUM_TASKS": "2", "SLURM_LOCALID": "0"}
     env["SLURM_JOB_ID"] = "7"
