@@ -30,7 +30,7 @@ def compute_advantages(cfg, batch: RolloutBatch) -> dict[str, float]:
     if sample_mask is not None:
         batch.sample_mask = sample_mask
     per_sequence = advantages if advantages.dim() == 1 else advantages.abs().amax(dim=1)
-    nonzero = group_sum((per_sequence.abs() > 1e-8).float(), batch.group_index)  # [G]
+    nonzero = group_sum((per_sequence != 0).float(), batch.group_index)  # [G] (flat groups give exact zeros)
     return {
         "adv_zero_group_frac": float((nonzero == 0).float().mean()),
         "adv_abs_mean": float(per_sequence.abs().mean()),

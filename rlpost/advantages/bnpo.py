@@ -12,8 +12,8 @@ authors' verl code maps other rewards affinely into [0, 1]):
 
 alpha = beta = 1 gives REINFORCE with a group-mean baseline; alpha = beta = 3/2 gives a GRPO-like std scale.
 Guards (the authors' code has only the one-prompt fallback): with fewer than 2 groups, or v = 0 (every group has the
-same success rate), the Beta fit is undefined and alpha = beta = 1 is used. All-equal group -> 0 (s_i = p_g); a
-group of size 1 -> 0 likewise.
+same success rate), the Beta fit is undefined and alpha = beta = 1 is used. All-equal group -> exactly 0 (s_i = p_g); a
+group of size 1 -> 0 likewise. A reward outside [min_reward, max_reward] is an error (the Beta density is undefined).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from rlpost.advantages import ADVANTAGES
-from rlpost.advantages.common import AdvantageConfig, group_mean
+from rlpost.advantages.common import AdvantageConfig, group_deviation, group_mean
 from rlpost.config import check
 
 
@@ -63,10 +63,18 @@ def beta_pdf(values: Tensor, alpha: float, beta: float) -> Tensor:
 @ADVANTAGES.register("bnpo", BNPOAdvantageConfig)
 def bnpo_advantage(rewards: Tensor, group_index: Tensor, cfg: BNPOAdvantageConfig, **_: object) -> Tensor:
     """[B] (s_i - p_g) / BetaPDF(p_g; alpha, beta), clamped."""
-    scaled = (rewards.float() - cfg.min_reward) / (cfg.max_reward - cfg.min_reward)  # [B]
+    rewards = rewards.float()
+    outside = (rewards < cfg.min_reward) | (rewards > cfg.max_reward)
+    check(
+        not outside.any(),
+        "advantage.max_reward",
+        f"bnpo maps rewards into [min_reward, max_reward] = [{cfg.min_reward}, {cfg.max_reward}]; got reward "
+        f"{float(rewards[outside][0]) if outside.any() else 0.0} (set advantage.min_reward / max_reward to the range)",
+    )
+    scaled = (rewards - cfg.min_reward) / (cfg.max_reward - cfg.min_reward)  # [B]
     success = group_mean(scaled, group_index)  # [B] p_g of each completion's group
     present = torch.bincount(group_index) > 0
     per_group = torch.zeros(len(present)).index_put_((group_index,), success)[present]  # [G']
     alpha, beta = beta_parameters(per_group)
     weight = (1 / beta_pdf(success, alpha, beta)).clamp(max=cfg.max_weight)  # inf -> max_weight
-    return weight * (scaled - success)
+    return weight * group_deviation(scaled, group_index)  # exactly 0 in an all-equal group

@@ -18,6 +18,9 @@ class AdvantageConfig:
     min_group_size: int = 2  # start-up requires run.n >= this (group-relative estimators need 2)
 
 
+FLAT_RTOL = 4 * torch.finfo(torch.float32).eps  # values closer than a few float32 ulps of their size count as equal
+
+
 def group_count(group_index: Tensor) -> Tensor:
     """[B] size of each completion's group."""
     return torch.bincount(group_index)[group_index]
@@ -29,18 +32,44 @@ def group_sum(values: Tensor, group_index: Tensor) -> Tensor:
 
 
 def group_mean(values: Tensor, group_index: Tensor) -> Tensor:
-    """[B] mean of each completion's group."""
-    counts = torch.bincount(group_index).to(values.dtype)
-    return (group_sum(values, group_index) / counts.clamp(min=1))[group_index]
+    """[B] mean of each completion's group, accumulated in float64 (so a group of equal values has that value
+    as its mean exactly: n * x and its division by n are exact in float64 for float32 x)."""
+    wide = values.double()
+    counts = torch.bincount(group_index).double()
+    return (group_sum(wide, group_index) / counts.clamp(min=1))[group_index].to(values.dtype)
+
+
+def flat_groups(values: Tensor, group_index: Tensor) -> Tensor:
+    """[B] bool: the completion's group has (numerically) one value, max - min <= FLAT_RTOL * max |value|."""
+    groups = int(group_index.max()) + 1
+    high = torch.full((groups,), -torch.inf, dtype=values.dtype).scatter_reduce(0, group_index, values, "amax")
+    low = torch.full((groups,), torch.inf, dtype=values.dtype).scatter_reduce(0, group_index, values, "amin")
+    scale = torch.maximum(high.abs(), low.abs())
+    return ((high - low) <= FLAT_RTOL * scale)[group_index]
+
+
+def group_deviation(values: Tensor, group_index: Tensor) -> Tensor:
+    """[B] value minus its group's mean (float64 accumulation), exactly 0 in a group whose values are all equal.
+
+    Every group statistic builds on this: float32 sums are an ulp off the common value, and a z-score would divide
+    that ulp by a ~1e-7 std and turn an all-equal group into +-0.1 advantages.
+    """
+    deviation = (values.double() - group_mean(values.double(), group_index)).to(values.dtype)
+    return torch.where(flat_groups(values, group_index), torch.zeros_like(deviation), deviation)
 
 
 def group_std(values: Tensor, group_index: Tensor, unbiased: bool = True) -> Tensor:
-    """[B] standard deviation of each completion's group (Bessel-corrected by default, as torch.std); 0 for size 1."""
-    counts = torch.bincount(group_index).to(values.dtype)
-    centered = values - group_mean(values, group_index)
-    squares = group_sum(centered**2, group_index)
+    """[B] standard deviation of each completion's group (Bessel-corrected by default, as torch.std); 0 for size 1
+    and for an all-equal group (two-pass: from the centred values, in float64)."""
+    counts = torch.bincount(group_index).double()
+    squares = group_sum(group_deviation(values, group_index).double() ** 2, group_index)
     denominator = (counts - 1).clamp(min=1) if unbiased else counts.clamp(min=1)
-    return torch.sqrt(squares / denominator)[group_index]
+    return torch.sqrt(squares / denominator)[group_index].to(values.dtype)
+
+
+def safe_divide(numerator: Tensor, denominator: Tensor) -> Tensor:
+    """numerator / denominator, and exactly 0 where the numerator is 0 (a flat group with eps = 0 gives 0, not NaN)."""
+    return torch.where(numerator == 0, torch.zeros_like(numerator), numerator / denominator)
 
 
 def check_finite(rewards: Tensor, prompt_index: Tensor, reward_name: str = "reward") -> None:
@@ -88,14 +117,19 @@ def group_median(values: Tensor, group_index: Tensor) -> tuple[Tensor, Tensor]:
 def batch_whiten(values: Tensor, weights: Tensor | None = None, eps: float = 1e-8) -> Tensor:
     """(x - mean) / sqrt(var + eps) over the whole batch; `weights` [B] (e.g. token counts) weight mean and var.
 
-    var is Bessel-corrected over the total weight N (N/(N-1), as verl's masked_whiten); a constant batch gives 0.
+    var is Bessel-corrected over the total weight N (N/(N-1), as verl's masked_whiten); computed in float64, and a
+    constant batch (every value equal, see flat_groups) gives exactly 0.
     """
-    weights = torch.ones_like(values) if weights is None else weights.to(values.dtype)
+    wide = values.double()
+    weights = torch.ones_like(wide) if weights is None else weights.double()
     total = weights.sum()
-    mean = (values * weights).sum() / total.clamp(min=1e-8)
-    variance = ((values - mean) ** 2 * weights).sum() / total.clamp(min=1e-8)
+    mean = (wide * weights).sum() / total.clamp(min=1e-8)
+    centred = wide - mean
+    if bool(flat_groups(values, torch.zeros_like(values, dtype=torch.long)).all()):
+        centred = torch.zeros_like(centred)
+    variance = (centred**2 * weights).sum() / total.clamp(min=1e-8)
     variance = variance * total / (total - 1) if total > 1 else variance
-    return (values - mean) * torch.rsqrt(variance + eps)
+    return safe_divide(centred, torch.sqrt(variance + eps)).to(values.dtype)
 
 
 def sequence_logprob(batch, *, length_normalized: bool = True) -> Tensor:
@@ -114,8 +148,9 @@ def sequence_logprob(batch, *, length_normalized: bool = True) -> Tensor:
 
 
 def group_zscore(values: Tensor, group_index: Tensor, eps: float) -> Tensor:
-    """[B] (x - group mean) / (group std + eps), the GRPO normalisation; 0 for a group of size 1."""
-    normalized = (values - group_mean(values, group_index)) / (group_std(values, group_index) + eps)
+    """[B] (x - group mean) / (group std + eps), the GRPO normalisation; exactly 0 for a group of size 1 and for a
+    group whose values are all equal (whatever the values and eps)."""
+    normalized = safe_divide(group_deviation(values, group_index), group_std(values, group_index) + eps)
     return normalized * (group_count(group_index) > 1)
 
 

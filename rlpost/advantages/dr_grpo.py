@@ -5,7 +5,8 @@
     A_i = R_i - mean_{j in g(i)} R_j
 
 The paper's other change (no 1/|o_i| in the loss) is a loss-aggregation choice: algo=dr_grpo / algo.norm_length.
-A group of size 1 has no baseline: its advantage is 0 (verl keeps R_i there; we give no signal without a group).
+An all-equal group gets exactly 0. A group of size 1 has no baseline: its advantage is 0 (verl keeps R_i there; we
+give no signal without a group).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from rlpost.advantages import ADVANTAGES
-from rlpost.advantages.common import AdvantageConfig, group_mean, singleton_zero
+from rlpost.advantages.common import AdvantageConfig, group_deviation, singleton_zero
 
 
 @dataclass
@@ -27,4 +28,4 @@ class DrGRPOAdvantageConfig(AdvantageConfig):
 def dr_grpo_advantage(rewards: Tensor, group_index: Tensor, cfg: DrGRPOAdvantageConfig, **_: object) -> Tensor:
     """[B] mean-centred rewards."""
     rewards = rewards.float()
-    return singleton_zero(rewards - group_mean(rewards, group_index), group_index)
+    return singleton_zero(group_deviation(rewards, group_index), group_index)

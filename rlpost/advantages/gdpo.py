@@ -5,12 +5,13 @@ Molchanov, arXiv 2601.05242. With named rewards r^k (batch.rewards) and weights 
 
     A^k_i = (r^k_i - mean_{j in g(i)} r^k_j) / (std_{j in g(i)} r^k_j + eps)      (per reward, per group)
     S_i   = sum_k w_k A^k_i
-    A_i   = (S_i - mean_batch S) / (std_batch S + eps)                            (keeps the range independent of K)
+    A_i   = (S_i - mean_batch S) / (std_batch S + eps)  =  S_i / (std_batch S + eps)   (range independent of K)
 
 std is Bessel-corrected (torch.std) in both places, as the authors' TRL code; the batch statistics are over
 completions. With one reward, gdpo = batch-normalized grpo. The z-scores sum to 0 within each group, so
-mean_batch S = 0 and the batch step only rescales: a group whose rewards are all constant keeps A = 0 (verl-GDPO's
-token-weighted whitening would shift it by -mean/std). A group of size 1 has A^k = 0; a constant S gives 0.
+mean_batch S = 0 and the batch step only rescales; it is not subtracted (in float32 it is rounding noise), so a group
+whose rewards are all constant keeps A = 0 exactly (verl-GDPO's token-weighted whitening would shift it by
+-mean/std). A group of size 1 has A^k = 0; a constant S gives 0.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor
 
 from rlpost.advantages import ADVANTAGES
-from rlpost.advantages.common import AdvantageConfig, group_zscore
+from rlpost.advantages.common import AdvantageConfig, group_zscore, safe_divide
 from rlpost.batch import RolloutBatch
 from rlpost.config import check
 
@@ -49,4 +50,4 @@ def gdpo_advantage(
         total = total + cfg.weights.get(name, 1.0) * group_zscore(values.float(), group_index, cfg.eps)
     if len(total) < 2:
         return torch.zeros_like(total)
-    return (total - total.mean()) / (total.std() + cfg.eps)
+    return safe_divide(total, total.double().std().float() + cfg.eps)  # mean_batch S = 0: not subtracted

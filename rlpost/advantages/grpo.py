@@ -6,7 +6,8 @@ arXiv 2402.03300 (outcome supervision):
     A_i = (R_i - mean_{j in g(i)} R_j) / (std_{j in g(i)} R_j + eps)        (scale_std=True)
     A_i =  R_i - mean_{j in g(i)} R_j                                       (scale_std=False, as Dr. GRPO)
 
-std is Bessel-corrected (torch.std, as verl and TRL). A group of size 1 has no baseline: its advantage is 0.
+std is Bessel-corrected (torch.std, as verl and TRL). A group of size 1 has no baseline: its advantage is
+0; an all-equal group gets exactly 0 whatever its value (statistics in float64, see common.group_deviation).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from rlpost.advantages import ADVANTAGES
-from rlpost.advantages.common import AdvantageConfig, group_mean, group_zscore, singleton_zero
+from rlpost.advantages.common import AdvantageConfig, group_deviation, group_zscore, singleton_zero
 from rlpost.config import check
 
 
@@ -36,4 +37,4 @@ def grpo_advantage(rewards: Tensor, group_index: Tensor, cfg: GRPOAdvantageConfi
     rewards = rewards.float()
     if cfg.scale_std:
         return group_zscore(rewards, group_index, cfg.eps)
-    return singleton_zero(rewards - group_mean(rewards, group_index), group_index)
+    return singleton_zero(group_deviation(rewards, group_index), group_index)

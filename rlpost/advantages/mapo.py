@@ -12,7 +12,7 @@ Near-certain groups lean on the percent deviation, which avoids GRPO's "advantag
 |A|) and "advantage mirror" (e.g. [0, .1, .1, .1] and [.9, 1, 1, 1] getting equal z-scores). The paper has no eps:
 it is ours, and makes an all-zero group (mu = sigma = 0) give 0 instead of 0/0. Rewards are assumed >= 0 (mu is a
 divisor). A small non-zero mu (partial credit among zeros) makes A_apd large, as the paper's formula does. All-equal
-group -> 0; group of size 1 -> 0.
+group -> exactly 0; group of size 1 -> 0.
 """
 
 from __future__ import annotations
@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from rlpost.advantages import ADVANTAGES
-from rlpost.advantages.common import AdvantageConfig, group_mean, group_std, singleton_zero
+from rlpost.advantages.common import (
+    AdvantageConfig,
+    group_deviation,
+    group_mean,
+    group_std,
+    safe_divide,
+    singleton_zero,
+)
 from rlpost.config import check
 
 
@@ -43,6 +50,7 @@ def mapo_advantage(rewards: Tensor, group_index: Tensor, cfg: MAPOAdvantageConfi
     mean = group_mean(rewards, group_index)
     certainty = group_mean((rewards == cfg.success_reward).float(), group_index)  # [B] p
     weight = 1 - 4 * certainty * (1 - certainty)  # [B] lambda(p)
-    z_score = (rewards - mean) / (group_std(rewards, group_index, unbiased=False) + cfg.eps)
-    percent = (rewards - mean) / (mean + cfg.eps)
+    deviation = group_deviation(rewards, group_index)  # [B] R_i - mu_g, exactly 0 in an all-equal group
+    z_score = safe_divide(deviation, group_std(rewards, group_index, unbiased=False) + cfg.eps)
+    percent = safe_divide(deviation, mean + cfg.eps)
     return singleton_zero((1 - weight) * z_score + weight * percent, group_index)

@@ -7,7 +7,8 @@ arXiv 2501.03262 (k > 1 samples per prompt, reasoning tasks):
     A_i  = (A'_i - mean_batch A') / sqrt(var_batch A' + eps)  (over tokens when token_weighted, as verl)
 
 Note: a group whose rewards are all equal has A' = 0 but A = -mean_batch/std_batch, generally not 0 (the paper's
-rule; filter such groups with the sampler if that matters). A group of size 1 has A' = 0. Constant batch -> 0.
+rule; filter such groups with the sampler if that matters). A group of size 1 has A' = 0. A batch of all-equal
+groups gives exactly 0 (A' = 0 everywhere; float32 group sums would leave ulp noise that whitening blows up to +-1).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from rlpost.advantages import ADVANTAGES
-from rlpost.advantages.common import AdvantageConfig, batch_whiten, group_mean
+from rlpost.advantages.common import AdvantageConfig, batch_whiten, group_deviation
 from rlpost.batch import RolloutBatch
 from rlpost.config import check
 
@@ -38,6 +39,6 @@ def reinforce_pp_baseline_advantage(
 ) -> Tensor:
     """[B] group-centred rewards, batch-whitened."""
     rewards = rewards.float()
-    centred = rewards - group_mean(rewards, group_index)
+    centred = group_deviation(rewards, group_index)  # [B] exactly 0 in all-equal groups
     weights = batch.response_lengths if cfg.token_weighted else None
     return batch_whiten(centred, weights, cfg.eps)
