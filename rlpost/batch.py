@@ -31,6 +31,8 @@ class RolloutBatch:
     replayed: Tensor | None = None  # [B] bool: sampled at an earlier step (rollout replay): behaviour = sampling
     old_logprobs: Tensor | None = None  # [B, T]
     ref_logprobs: Tensor | None = None  # [B, T]
+    # [B] or [B, T] per-row statistics the algo took over the whole minibatch (algos.minibatch_statistics)
+    minibatch_stats: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.prompt_index.shape[0]
@@ -116,12 +118,15 @@ class RolloutBatch:
         if prompt_start == 0 and response_end == response_width:
             return self
         trimmed = {"prompt_ids": self.prompt_ids[:, prompt_start:], "prompt_mask": self.prompt_mask[:, prompt_start:]}
-        for spec in fields(self):  # every [B, T] tensor: ids, masks, log-probs, per-token advantages
+        trim = lambda value: value[:, :response_end] if value.dim() == 2 and value.shape[1] == response_width else value
+        for spec in fields(self):  # every [B, T] tensor: ids, masks, log-probs, per-token advantages, statistics
             value = getattr(self, spec.name)
-            if spec.name.startswith("prompt_") or not isinstance(value, Tensor):
+            if spec.name.startswith("prompt_"):
                 continue
-            if value.dim() == 2 and value.shape[1] == response_width:
-                trimmed[spec.name] = value[:, :response_end]
+            if isinstance(value, Tensor):
+                trimmed[spec.name] = trim(value)
+            elif spec.name == "minibatch_stats":
+                trimmed[spec.name] = {key: trim(tensor) for key, tensor in value.items()}
         return replace(self, **trimmed)
 
     def group_sizes(self) -> Tensor:  # [G]

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from rlpost.advantages import compute_advantages
-from rlpost.algos import policy_loss
+from rlpost.algos import minibatch_statistics, needs_minibatch_statistics, policy_loss
 from rlpost.algos.common import Normalizer
 from rlpost.batch import RolloutBatch
 from rlpost.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
@@ -124,6 +124,7 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
     for _ in range(cfg.run.ppo_epochs):
         for minibatch in batch.split(cfg.run.minibatches, shuffle):
             norm = Normalizer.of(minibatch.loss_mask, minibatch.group_index, norm_length, minibatch.advantages)
+            minibatch.minibatch_stats = statistics_of_minibatch(minibatch, engine, cfg)  # {} for most algos
             totals: dict[str, float] = {"loss": 0.0}
             parts: list[dict] = []
             finite = True
@@ -141,6 +142,7 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
                     ref_logprobs=micro.ref_logprobs,
                     entropy=entropy,
                     sampling_logprobs=micro.sampling_logprobs,
+                    stats=micro.minibatch_stats,
                 )
                 if not torch.isfinite(loss):
                     finite = False
@@ -151,6 +153,34 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
             update = engine.step(skip=not finite)
             history.append(totals | _mean(parts) | update)
     return _mean(history)
+
+
+def statistics_of_minibatch(minibatch: RolloutBatch, engine, cfg: Validated) -> dict[str, torch.Tensor]:
+    """What the algo takes over the whole minibatch (Clip-Cov/KL-Cov token choice, BAPO's bounds, DHPO's batch-scope
+    entropy weights), from a no-grad forward of the current policy; {} and no forward for every other algo."""
+    if not needs_minibatch_statistics(cfg.algo):
+        return {}
+    logprobs, entropy = _forward_without_grad(minibatch, engine, cfg)
+    return minibatch_statistics(
+        cfg.algo,
+        logprobs=logprobs,
+        old_logprobs=minibatch.old_logprobs if minibatch.old_logprobs is not None else logprobs,
+        advantages=minibatch.advantages,
+        mask=minibatch.loss_mask,
+        entropy=entropy,
+    )
+
+
+@torch.no_grad()
+def _forward_without_grad(batch: RolloutBatch, engine, cfg: Validated) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, T] log-probs and entropy of the current policy, computed in the step's micro-batches (same memory)."""
+    logprobs = torch.zeros(batch.response_ids.shape, dtype=torch.float32, device=batch.response_ids.device)
+    entropy = torch.zeros_like(logprobs)
+    for rows in batch.micro_batch_rows(cfg.trainer.micro_batch_size, cfg.trainer.micro_batch_tokens):
+        values, entropies = engine.forward(batch.select(rows).trim_padding())  # [b, t <= T]
+        logprobs[rows, : values.shape[1]] = values.float()
+        entropy[rows, : entropies.shape[1]] = entropies.float()
+    return logprobs, entropy
 
 
 def _mean(records: list[dict]) -> dict:

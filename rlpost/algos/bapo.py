@@ -11,9 +11,10 @@ clipped surrogate's total |contribution|. As implemented (search of the authors'
     then while share < rho_0 and c_high < high_max: c_high += step
     L_{i,t} = -min( r A, clip(r, c_low, c_high) A ),  dual-clipped at -A * dual_clip for A < 0
 
-Paper: rho_0 = 0.5, c_low in [0.6, 0.9], c_high in [1.2, 3.0], step 0.05; token-mean. The totals are those of the
-tensors passed in (one micro-batch; the minibatch when micro_batch_size >= minibatch size). clip_low / clip_high
-of the base schema are unused.
+Paper: rho_0 = 0.5, c_low in [0.6, 0.9], c_high in [1.2, 3.0], step 0.05; token-mean. P and N are totals over the
+whole minibatch (the batch one optimizer step sees; the trainer computes the bounds once per minibatch with
+`bapo_statistics`), so micro_batch_size / micro_batch_tokens do not change the bounds. clip_low / clip_high of the
+base schema are unused.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rlpost.algos import ALGOS
+from rlpost.algos import ALGOS, MINIBATCH_STATISTICS
 from rlpost.algos.common import AlgoConfig, dual_clip, log_ratio, masked_mean
 from rlpost.config import check, in_range
 
@@ -50,6 +51,10 @@ class BAPOConfig(AlgoConfig):
         in_range(self.positive_share, "positive_share", 0.0, 1.0)
         check(self.dual_clip == 0 or self.dual_clip > 1, "dual_clip", f"must be 0 (off) or > 1, got {self.dual_clip}")
 
+    @property
+    def uses_minibatch_statistics(self) -> bool:
+        return True
+
 
 def positive_share(ratio: Tensor, advantages: Tensor, mask: Tensor, low: float, high: float) -> float:
     """P / (P + N) of the clipped contributions (1 when nothing is negative)."""
@@ -73,13 +78,35 @@ def adaptive_bounds(ratio: Tensor, advantages: Tensor, mask: Tensor, cfg: BAPOCo
     return low, high, share
 
 
+@MINIBATCH_STATISTICS.register("bapo")
+@torch.no_grad()
+def bapo_statistics(
+    logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, cfg: BAPOConfig, **_: object
+) -> dict[str, Tensor]:
+    """{"low", "high", "share": [B]}: the minibatch's bounds and reached share, repeated on every row."""
+    ratio = torch.exp(log_ratio(logprobs, old_logprobs))  # [B, T]
+    bounds = adaptive_bounds(ratio, advantages, mask, cfg)
+    return {
+        key: torch.full((len(mask),), value, dtype=torch.float64, device=mask.device)
+        for key, value in zip(("low", "high", "share"), bounds)
+    }
+
+
 @ALGOS.register("bapo", BAPOConfig)
 def bapo(
-    logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, cfg: BAPOConfig, **_: object
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    cfg: BAPOConfig,
+    *,
+    stats: dict[str, Tensor] | None = None,
+    **_: object,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Per-token BAPO loss [B, T] and its metrics (the chosen bounds included)."""
+    """Per-token BAPO loss [B, T] and its metrics (the chosen bounds included); `stats`: the minibatch's bounds."""
     ratio = torch.exp(log_ratio(logprobs, old_logprobs))  # [B, T]
-    low, high, share = adaptive_bounds(ratio.detach(), advantages, mask, cfg)
+    stats = stats or bapo_statistics(logprobs, old_logprobs, advantages, mask, cfg)
+    low, high, share = (float(stats[key][0]) for key in ("low", "high", "share"))
     token_loss = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(low, high))
     if cfg.dual_clip:
         token_loss = dual_clip(token_loss, advantages, cfg.dual_clip)

@@ -48,6 +48,11 @@ class AlgoConfig:
     def needs_entropy_grad(self) -> bool:
         return self.entropy_coef != 0.0
 
+    @property
+    def uses_minibatch_statistics(self) -> bool:
+        """True when the loss, as configured, uses a statistic of the whole minibatch (see algos/__init__.py)."""
+        return False
+
 
 @dataclass(frozen=True)
 class Normalizer:

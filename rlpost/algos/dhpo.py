@@ -12,7 +12,8 @@ BEFORE mixing; averaged mixing or entropy-guided mixing with a detached weight. 
     rc = clip(r, 1 - clip_low, 1 + clip_high);   sc = clip(s, 1 - seq_clip_low, 1 + seq_clip_high)
     alpha_{i,t}  (token-branch weight, detached)
         mix=average: alpha = token_weight (0.5: the paper's plain average)
-        mix=entropy: h = min-max normalised entropy over entropy_scope (response | batch), h in [0, 1];
+        mix=entropy: h = min-max normalised entropy over entropy_scope (response | batch), h in [0, 1]
+                     (batch = the whole minibatch: its min and max come from `dhpo_statistics`, once per minibatch);
                      alpha = h (entropy_direction=token_high) or 1 - h (sequence_high); 0.5 if max == min
     form=A:  L = -min( (alpha r + (1-alpha) s) A,  (alpha rc + (1-alpha) sc) A )              (single surrogate)
     form=B:  L = -alpha min(r A, rc A) - (1-alpha) min(s A, sc A)                          (mix of two surrogates)
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rlpost.algos import ALGOS
+from rlpost.algos import ALGOS, MINIBATCH_STATISTICS
 from rlpost.algos.common import AlgoConfig, log_ratio, masked_mean, token_sequence_log_ratio
 from rlpost.algos.grpo import clipped_surrogate
 from rlpost.config import check, in_range
@@ -65,6 +66,10 @@ class DHPOConfig(AlgoConfig):
             f"{self.entropy_direction!r} is not one of {', '.join(DIRECTIONS)}",
         )
 
+    @property
+    def uses_minibatch_statistics(self) -> bool:
+        return self.mix == "entropy" and self.entropy_scope == "batch"
+
 
 def min_max_normalise(values: Tensor, mask: Tensor, per_row: bool) -> Tensor:
     """(v - min) / (max - min) over masked entries, per row or over the whole tensor; 0.5 where max == min."""
@@ -86,6 +91,14 @@ def token_weight(cfg: DHPOConfig, mask: Tensor, entropy: Tensor | None) -> Tenso
         raise ValueError("algo=dhpo with mix=entropy needs the per-token entropy")
     normalised = min_max_normalise(entropy, mask, per_row=cfg.entropy_scope == "response")
     return normalised if cfg.entropy_direction == "token_high" else 1.0 - normalised
+
+
+@MINIBATCH_STATISTICS.register("dhpo")
+def dhpo_statistics(
+    logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, cfg: DHPOConfig, *, entropy: Tensor | None
+) -> dict[str, Tensor]:
+    """{"alpha": [B, T]}: token-branch weights with the entropy normalised over the whole minibatch (scope=batch)."""
+    return {"alpha": token_weight(cfg, mask, entropy).expand_as(mask).float()}
 
 
 def hybrid_loss(token: Tensor, sequence: Tensor, alpha: Tensor, advantages: Tensor, cfg: DHPOConfig) -> Tensor:
@@ -110,12 +123,13 @@ def dhpo(
     cfg: DHPOConfig,
     *,
     entropy: Tensor | None = None,
+    stats: dict[str, Tensor] | None = None,
     **_: object,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Per-token DHPO loss [B, T] and its metrics."""
+    """Per-token DHPO loss [B, T] and its metrics; `stats`: this micro-batch's rows of the minibatch's weights."""
     token = torch.exp(log_ratio(logprobs, old_logprobs))  # [B, T]
     sequence = torch.exp(token_sequence_log_ratio(logprobs, old_logprobs, mask))  # [B, T]
-    alpha = token_weight(cfg, mask, entropy).to(token.device)
+    alpha = (stats["alpha"] if stats else token_weight(cfg, mask, entropy)).to(token.device)
     token_loss = hybrid_loss(token, sequence, alpha, advantages, cfg)
     with torch.no_grad():
         token_clipped = (token > 1 + cfg.clip_high) & (advantages > 0) | (token < 1 - cfg.clip_low) & (advantages < 0)

@@ -8,7 +8,9 @@ No ratio clipping at all. As implemented:
         L_{i,t} = -A r + kl_cov_coef * |logp_{i,t} - old_logp_{i,t}|
     every other token:  L_{i,t} = -A r
 
-Paper: kl_cov_ratio 2e-3 (7B) / 2e-4 (32B), coefficient 1; token-mean. Statistics use the tensors passed in.
+Paper: kl_cov_ratio 2e-3 (7B) / 2e-4 (32B), coefficient 1; token-mean. The means, N_tokens and the top-k are taken
+over the whole minibatch (the trainer computes them once per minibatch with `kl_cov_statistics`), so
+micro_batch_size / micro_batch_tokens do not change which tokens are penalised.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rlpost.algos import ALGOS
+from rlpost.algos import ALGOS, MINIBATCH_STATISTICS
 from rlpost.algos.common import AlgoConfig, log_ratio, masked_mean, token_covariance
 from rlpost.config import check, in_range
 
@@ -35,6 +37,10 @@ class KLCovConfig(AlgoConfig):
         in_range(self.kl_cov_ratio, "kl_cov_ratio", 0.0, 1.0, low_open=True)
         check(self.kl_cov_coef >= 0, "kl_cov_coef", f"must be >= 0, got {self.kl_cov_coef}")
 
+    @property
+    def uses_minibatch_statistics(self) -> bool:
+        return True
+
 
 def top_covariance_mask(covariance: Tensor, mask: Tensor, ratio: float) -> Tensor:
     """Bool [B, T]: the max(1, floor(ratio * valid tokens)) valid tokens with the largest covariance."""
@@ -48,15 +54,30 @@ def top_covariance_mask(covariance: Tensor, mask: Tensor, ratio: float) -> Tenso
     return chosen
 
 
+@MINIBATCH_STATISTICS.register("kl_cov")
+@torch.no_grad()
+def kl_cov_statistics(
+    logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, cfg: KLCovConfig, **_: object
+) -> dict[str, Tensor]:
+    """{"penalised": bool [B, T]}: this minibatch's top-covariance tokens."""
+    return {"penalised": top_covariance_mask(token_covariance(logprobs, advantages, mask), mask, cfg.kl_cov_ratio)}
+
+
 @ALGOS.register("kl_cov", KLCovConfig)
 def kl_cov(
-    logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, cfg: KLCovConfig, **_: object
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    cfg: KLCovConfig,
+    *,
+    stats: dict[str, Tensor] | None = None,
+    **_: object,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Per-token KL-Cov loss [B, T] and its metrics."""
+    """Per-token KL-Cov loss [B, T] and its metrics; `stats`: this micro-batch's rows of the minibatch's top-k."""
     token_log_ratio = log_ratio(logprobs, old_logprobs)  # [B, T]
     ratio = torch.exp(token_log_ratio)
-    with torch.no_grad():
-        penalised = top_covariance_mask(token_covariance(logprobs, advantages, mask), mask, cfg.kl_cov_ratio)
+    penalised = (stats or kl_cov_statistics(logprobs, old_logprobs, advantages, mask, cfg))["penalised"]
     token_loss = -advantages * ratio + penalised * (cfg.kl_cov_coef * token_log_ratio.abs())
     metrics = {
         "kl_cov_frac": float(masked_mean(penalised.float(), mask)),

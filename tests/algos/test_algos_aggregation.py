@@ -1,13 +1,19 @@
-"""Common knobs of every algo: aggregation by hand, micro-batch invariance, KL, entropy bonus, TIS."""
+"""Common knobs of every algo: aggregation by hand, micro-batch invariance of every conf/algo option (loss and
+gradient, minibatch statistics included), KL, entropy bonus, TIS."""
 
+import functools
 import math
+from pathlib import Path
 
 import pytest
 import torch
-from algo_testlib import config, leaf, scalar_loss
+from algo_testlib import config, grad_of, leaf, scalar_loss
+from omegaconf import OmegaConf
 
-from rlpost.algos import ALGOS
+from rlpost.algos import ALGOS, minibatch_statistics
 from rlpost.algos.common import AGGREGATIONS, Normalizer, aggregate, kl_penalty
+from rlpost.cli import compose_train
+from rlpost.config import _as_schema
 
 LOSS = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
 MASK = torch.tensor([[True, True, True], [True, False, False]])
@@ -41,24 +47,79 @@ def batch(seed: int = 0):
     return logprobs, old, advantages, mask, groups, entropy
 
 
-SPLIT_ALGOS = [n for n in ALGOS.names() if n not in ("clip_cov", "kl_cov", "bapo")]  # batch-statistic algos below
+YAMLS = sorted((Path(__file__).parents[2] / "conf" / "algo").glob("*.yaml"))
+# knobs that make a minibatch statistic bite on this small batch (defaults select ~1 token or none)
+SHARPENED = [
+    ("clip_cov", {"clip_cov_ratio": 0.3, "clip_cov_lb": -5.0}),
+    ("kl_cov", {"kl_cov_ratio": 0.3}),
+    ("dhpo_entropy", {"entropy_scope": "batch"}),
+    ("dhpo_entropy", {"entropy_scope": "batch", "entropy_direction": "sequence_high", "form": "B"}),
+    ("bapo", {"positive_share": 0.9, "high_max": 1.5}),
+]
+OPTIONS = [(path.stem, {}) for path in YAMLS] + SHARPENED
+
+
+@functools.cache
+def composed(stem: str):
+    return compose_train([f"algo={stem}"]).algo
+
+
+def option_config(stem: str, overrides: dict, **common):
+    """conf/algo/<stem>.yaml as composed by Hydra, with overrides, as its schema instance."""
+    node = composed(stem)
+    return _as_schema(ALGOS.get(node.name).schema, OmegaConf.merge(node, overrides, common), "algo")
+
+
+def split_loss(cfg, rows_list, norm, logprobs, old, advantages, mask, groups, entropy, ref):
+    """Sum of policy_loss over the row subsets, each given its rows of the whole batch's minibatch statistics."""
+    stats = minibatch_statistics(
+        cfg, logprobs=logprobs, old_logprobs=old, advantages=advantages, mask=mask, entropy=entropy
+    )
+    total = 0.0
+    for r in rows_list:
+        part_stats = {key: value[r] for key, value in stats.items()}
+        total = total + scalar_loss(
+            cfg, logprobs[r], old[r], advantages[r], mask[r], groups[r], norm, ref_logprobs=ref[r], entropy=entropy[r],
+            stats=part_stats,
+        )  # fmt: skip
+    return total
 
 
 @pytest.mark.parametrize("mode", AGGREGATIONS)
-@pytest.mark.parametrize("name", SPLIT_ALGOS)
-def test_micro_batch_losses_add_up_to_the_minibatch_loss(name, mode):
+@pytest.mark.parametrize("stem, overrides", OPTIONS, ids=[f"{s}{'-' + '-'.join(o) if o else ''}" for s, o in OPTIONS])
+def test_micro_batch_losses_and_gradients_add_up_to_the_minibatch(stem, overrides, mode):
     logprobs, old, advantages, mask, groups, entropy = batch()
-    cfg = config(name, loss_agg=mode, kl_coef=0.1, entropy_coef=0.01)
+    cfg = option_config(stem, overrides, loss_agg=mode, kl_coef=0.1, entropy_coef=0.01)
     norm = Normalizer.of(mask, groups, 5.0, advantages)
     ref = old - 0.1
-    whole = scalar_loss(cfg, logprobs, old, advantages, mask, groups, norm, ref_logprobs=ref, entropy=entropy)
+    torch.manual_seed(0)  # Clip-Cov draws its tokens once per minibatch
+    whole = split_loss(cfg, [torch.arange(6)], norm, logprobs, old, advantages, mask, groups, entropy, ref)
+    whole_grad = grad_of(whole, logprobs)
+    for rows_list in (
+        [torch.tensor([0, 3]), torch.tensor([1, 2, 5]), torch.tensor([4])],
+        list(torch.arange(6)[:, None]),
+    ):
+        torch.manual_seed(0)
+        parts = split_loss(cfg, rows_list, norm, logprobs, old, advantages, mask, groups, entropy, ref)
+        assert float(parts.detach()) == pytest.approx(float(whole.detach()), rel=1e-5, abs=1e-6)
+        torch.testing.assert_close(grad_of(parts, logprobs), whole_grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("stem, overrides", SHARPENED, ids=[s for s, _ in SHARPENED])
+def test_minibatch_statistic_is_not_the_micro_batch_one(stem, overrides):
+    # without the minibatch's statistics (each part takes its own), these options give another loss: the test above
+    # would catch a trainer that forgot to pass them
+    logprobs, old, advantages, mask, groups, entropy = batch()
+    cfg = option_config(stem, overrides, loss_agg="token-mean")
+    norm = Normalizer.of(mask, groups, 5.0, advantages)
+    torch.manual_seed(0)
+    whole = scalar_loss(cfg, logprobs, old, advantages, mask, groups, norm, entropy=entropy)
+    torch.manual_seed(0)
+    rows = list(torch.arange(6)[:, None])
     parts = sum(
-        scalar_loss(
-            cfg, logprobs[r], old[r], advantages[r], mask[r], groups[r], norm, ref_logprobs=ref[r], entropy=entropy[r]
-        )
-        for r in (torch.tensor([0, 3]), torch.tensor([1, 2, 5]), torch.tensor([4]))
+        scalar_loss(cfg, logprobs[r], old[r], advantages[r], mask[r], groups[r], norm, entropy=entropy[r]) for r in rows
     )
-    assert float(parts.detach()) == pytest.approx(float(whole.detach()), rel=1e-5, abs=1e-6)
+    assert float(parts.detach()) != pytest.approx(float(whole.detach()), rel=1e-4, abs=1e-6)
 
 
 def test_kl_estimators_by_hand_and_added_with_its_coefficient():
