@@ -1,9 +1,6 @@
 """trainer=torch: micro-batching does not change the loss, log-probs scatter back to their rows, the reference
 model is frozen, and gradient checkpointing gives the same gradients."""
 
-import importlib.util
-import inspect
-
 import pytest
 import torch
 
@@ -62,10 +59,8 @@ def _engine(model, **overrides) -> TorchEngine:
 def _loss_and_grads(engine, batch, algo_cfg, size, max_tokens):
     """The update_policy inner loop for one minibatch: summed loss and the accumulated gradients."""
     engine.model.zero_grad(set_to_none=True)
-    # balanced aggregation counts its subsets over the whole minibatch when Normalizer.of is given the advantages
-    takes_advantages = "advantages" in inspect.signature(Normalizer.of).parameters
-    extra = {"advantages": batch.advantages} if takes_advantages else {}
-    norm = Normalizer.of(batch.loss_mask, batch.group_index, 7.0, **extra)
+    # balanced aggregation counts its subsets over the whole minibatch: Normalizer.of gets the advantages
+    norm = Normalizer.of(batch.loss_mask, batch.group_index, 7.0, batch.advantages)
     total = 0.0
     micros = batch.micro_batches(size, max_tokens)
     for micro in micros:
@@ -90,8 +85,6 @@ def _loss_and_grads(engine, batch, algo_cfg, size, max_tokens):
 
 @pytest.mark.parametrize("loss_agg", AGGREGATIONS)
 def test_loss_and_grads_do_not_depend_on_the_micro_batch_split(tiny, loss_agg):
-    if loss_agg == "balanced" and importlib.util.find_spec("rlpost.algos.balanced") is None:
-        pytest.skip("loss_agg=balanced: rlpost.algos.balanced is not implemented yet")
     model, tokenizer = tiny
     engine = _engine(model)
     batch = _random_batch(tokenizer)
