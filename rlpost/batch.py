@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, fields, replace
 
 import torch
@@ -61,9 +62,37 @@ class RolloutBatch:
         return replace(self, **picked)
 
     def split(self, parts: int, generator: torch.Generator | None = None) -> list[RolloutBatch]:
-        """`parts` equal sub-batches (shuffled when a generator is given)."""
-        order = torch.randperm(len(self), generator=generator) if generator is not None else torch.arange(len(self))
-        return [self.select(rows) for rows in order.chunk(parts)]
+        """`parts` sub-batches (minibatches) of whole groups, balanced by rows (see `split_rows`)."""
+        return [self.select(rows) for rows in self.split_rows(parts, generator)]
+
+    def split_rows(self, parts: int, generator: torch.Generator | None = None) -> list[Tensor]:
+        """Row indices of `parts` sub-batches that keep every group whole.
+
+        Groups (in a random order when a generator is given) are dealt largest first to the sub-batch with the fewest
+        rows so far, so equal groups split evenly. With fewer groups than parts no such split exists: rows are then
+        shuffled and cut into equal chunks, splitting groups, and a warning says so (group-level aggregation such as
+        loss_agg=balanced then sees partial groups).
+        """
+        groups = torch.unique(self.group_index)
+        if len(groups) < parts:
+            warnings.warn(
+                f"run.minibatches={parts} but this step has only {len(groups)} groups: groups are split across "
+                "minibatches (loss_agg=balanced and other per-group aggregation see partial groups)",
+                stacklevel=2,
+            )
+            order = torch.randperm(len(self), generator=generator) if generator is not None else torch.arange(len(self))
+            return list(order.chunk(parts))
+        if generator is not None:
+            groups = groups[torch.randperm(len(groups), generator=generator)]
+        members = [(self.group_index == group).nonzero().squeeze(1).cpu() for group in groups.tolist()]
+        members.sort(key=len, reverse=True)  # stable: equal sizes keep the shuffled order
+        chosen: list[list[Tensor]] = [[] for _ in range(parts)]
+        sizes = [0] * parts
+        for rows in members:
+            target = sizes.index(min(sizes))
+            chosen[target].append(rows)
+            sizes[target] += len(rows)
+        return [torch.cat(rows) for rows in chosen]
 
     def micro_batches(self, size: int, max_tokens: int = 0) -> list[RolloutBatch]:
         """Sub-batches for gradient accumulation, each trimmed of its all-padding columns.
