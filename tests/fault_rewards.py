@@ -15,15 +15,8 @@ def raises_on_odd_answers(completion: str, row: dict) -> float:
     return float(completion.strip() == row["answer"])
 
 
-def raises_rarely(completion: str, row: dict) -> float:
-    if completion.strip() == "7":
-        raise ValueError("rare failure")
-    return float(completion.strip() == row["answer"])
-
-
-def sleeps_on_first_call(completion: str, row: dict, _state={"calls": 0}) -> float:  # noqa: B006
-    _state["calls"] += 1
-    if _state["calls"] == 1:
+def sleeps_on_odd_answers(completion: str, row: dict) -> float:
+    if int(row["answer"]) % 2:
         time.sleep(30)
     return float(completion.strip() == row["answer"])
 

@@ -78,8 +78,14 @@ def test_jsonl_errors_name_the_file_and_line(tmp_path):
 
 
 def test_gsm8k_sample_loads():
-    """A few dozen real GSM8K rows (MIT, from openai/grade-school-math) ship in tests/data."""
+    """Real GSM8K rows (MIT, from openai/grade-school-math, in tests/data): the answer is the number after '####'."""
     from pathlib import Path
 
-    rows = read_jsonl(str(Path(__file__).parent / "data" / "gsm8k_sample.jsonl"), "question", "answer", "####")
-    assert len(rows) >= 24 and all(row["answer"].lstrip("-").isdigit() for row in rows)
+    path = Path(__file__).parent / "data" / "gsm8k_sample.jsonl"
+    raw = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(str(path), "question", "answer", "####")
+    assert rows[0] == {"question": raw[0]["question"], "answer": "18"}  # Janet's ducks: "... #### 18"
+    assert rows[1]["answer"] == "3"  # the robe: 2 + 1 bolts
+    assert [row["question"] for row in rows] == [record["question"] for record in raw]  # every row, in order
+    assert all(row["answer"].lstrip("-").isdigit() for row in rows)  # no reasoning text left in any answer
+    assert read_jsonl(str(path), "question", "answer", "####", max_rows=5) == rows[:5]

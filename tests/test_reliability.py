@@ -128,12 +128,22 @@ def test_nan_loss_is_skipped_and_training_continues(tmp_path, monkeypatch):
         return (loss * float("nan") if calls["n"] == 3 else loss), metrics
 
     monkeypatch.setattr(trainer, "policy_loss", nan_on_third_update)
-    before = None
-    cfg = config("steps=5", "checkpoint_every=0")
-    train_in_process(cfg, tmp_path)
+    real_update = trainer.update_policy
+    changed: list[bool] = []  # per step: did the update change any weight?
+
+    def watched_update(batch, engine, cfg, step):
+        before = {name: tensor.clone() for name, tensor in engine.model.state_dict().items()}
+        metrics = real_update(batch, engine, cfg, step)
+        after = engine.model.state_dict()
+        changed.append(any(not torch.equal(before[name], after[name]) for name in before))
+        return metrics
+
+    monkeypatch.setattr(trainer, "update_policy", watched_update)
+    train_in_process(config("steps=5", "checkpoint_every=0"), tmp_path)
     metrics = read_jsonl(tmp_path / "metrics.jsonl")
     assert [m.get("skipped_update") for m in metrics[1:]] == [0.0, 0.0, 1.0, 0.0, 0.0]
-    assert metrics[-1]["step"] == 5 and before is None
+    assert changed == [True, True, False, True, True]  # the skipped update left every weight as it was
+    assert metrics[-1]["step"] == 5
 
 
 def test_consecutive_nan_losses_stop_the_run_with_last_good_checkpoint(tmp_path, monkeypatch):
@@ -156,17 +166,31 @@ def test_consecutive_nan_losses_stop_the_run_with_last_good_checkpoint(tmp_path,
     ).all()
 
 
+def odd_answer_rows(run_dir, step: int) -> list[dict]:
+    """The logged rollouts of `step` (samples_per_step=16 logs all of them) whose answer is odd."""
+    samples = [row for row in read_jsonl(run_dir / "samples.jsonl") if row["step"] == step]
+    assert len(samples) == 16
+    return [row for row in samples if int(row["answer"]) % 2]
+
+
 def test_raising_reward_is_isolated_and_counted(tmp_path):
+    # the reward raises on every rollout whose answer is odd: those are counted and score 0, the run goes on
     cfg = config(
         "reward=custom",
-        "reward.function=tests.fault_rewards:raises_rarely",
-        "reward.max_error_rate=0.5",
+        "reward.function=tests.fault_rewards:raises_on_odd_answers",
+        "reward.max_error_rate=1.0",
         "steps=3",
         "checkpoint_every=0",
+        "samples_per_step=16",
     )
     train_in_process(cfg, tmp_path)
     metrics = read_jsonl(tmp_path / "metrics.jsonl")[1:]
-    assert all("reward_errors" in m for m in metrics) and len(metrics) == 3
+    assert [m["step"] for m in metrics] == [1, 2, 3]
+    failing = {record["step"]: odd_answer_rows(tmp_path, record["step"]) for record in metrics}
+    assert [record["reward_errors"] for record in metrics] == [len(failing[step]) for step in (1, 2, 3)]
+    assert sum(map(len, failing.values())) > 0, "no odd answer in 3 steps: the test would prove nothing"
+    assert all(row["reward"] == 0.0 for rows in failing.values() for row in rows)
+    assert all(record["reward_timeouts"] == 0 for record in metrics)
 
 
 def test_error_rate_above_threshold_stops_with_first_traceback(tmp_path):
@@ -181,19 +205,23 @@ def test_error_rate_above_threshold_stops_with_first_traceback(tmp_path):
 
 
 def test_hanging_reward_times_out_and_scores_zero(tmp_path):
+    # the reward sleeps 30 s on every rollout whose answer is odd: each call is cut at 0.2 s, counted, scores 0
     cfg = config(
         "reward=custom",
-        "reward.function=tests.fault_rewards:sleeps_on_first_call",
+        "reward.function=tests.fault_rewards:sleeps_on_odd_answers",
         "reward.timeout_s=0.2",
-        "reward.max_error_rate=0.5",
+        "reward.max_error_rate=1.0",
         "steps=1",
         "checkpoint_every=0",
         "eval_size=4",
+        "samples_per_step=16",
     )
-    started = time.time()
     train_in_process(cfg, tmp_path)
-    assert time.time() - started < 25
-    assert read_jsonl(tmp_path / "metrics.jsonl")[1]["reward_timeouts"] == 0  # the first call is the step-0 eval
+    record = read_jsonl(tmp_path / "metrics.jsonl")[1]
+    failing = odd_answer_rows(tmp_path, 1)
+    assert failing, "no odd answer in this step: the test would prove nothing"
+    assert record["reward_timeouts"] == len(failing) and record["reward_errors"] == 0
+    assert all(row["reward"] == 0.0 for row in failing)
     from rlpost.rewards.isolation import SafeCaller
 
     caller = SafeCaller(timeout_s=0.2)
