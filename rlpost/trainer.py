@@ -157,8 +157,11 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
 
 def statistics_of_minibatch(minibatch: RolloutBatch, engine, cfg: Validated) -> dict[str, torch.Tensor]:
     """What the algo takes over the whole minibatch (Clip-Cov/KL-Cov token choice, BAPO's bounds, DHPO's batch-scope
-    entropy weights), from a no-grad forward of the current policy; {} and no forward for every other algo."""
+    entropy weights), from a no-grad forward of the current policy. {} and no forward for every other algo, and when
+    the minibatch is one micro-batch (the algo then takes the statistic over the tensors it gets: the minibatch)."""
     if not needs_minibatch_statistics(cfg.algo):
+        return {}
+    if len(minibatch.micro_batch_rows(cfg.trainer.micro_batch_size, cfg.trainer.micro_batch_tokens)) == 1:
         return {}
     logprobs, entropy = _forward_without_grad(minibatch, engine, cfg)
     return minibatch_statistics(
