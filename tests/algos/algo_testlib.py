@@ -21,7 +21,14 @@ def token_loss(name: str, logprobs: Tensor, old: Tensor, advantages: Tensor, mas
         advantages = advantages[:, None].expand_as(logprobs)
     group_index = kwargs.pop("group_index", torch.zeros(len(logprobs), dtype=torch.long))
     return ALGOS.get(name).component(
-        logprobs, old, advantages.float(), mask, cfg, group_index=group_index, entropy=kwargs.pop("entropy", None)
+        logprobs,
+        old,
+        advantages.float(),
+        mask,
+        cfg,
+        group_index=group_index,
+        entropy=kwargs.pop("entropy", None),
+        stats=kwargs.pop("stats", None),
     )
 
 

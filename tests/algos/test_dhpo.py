@@ -122,3 +122,17 @@ def test_entropy_mix_needs_entropy_and_bad_values_name_the_key():
     for key, value in (("mix", "geometric"), ("form", "C"), ("token_weight", 1.5), ("entropy_scope", "group")):
         with pytest.raises(ConfigError, match=key):
             config("dhpo", **{key: value})
+
+
+def test_batch_scope_weights_span_the_whole_minibatch_by_hand():
+    # entropy [[0, 1], [2, 4]]: min 0, max 4 over the minibatch -> alpha = [[0, .25], [.5, 1]] (token_high);
+    # response scope would give [[0, 1], [0, 1]]
+    from rlpost.algos import minibatch_statistics
+
+    entropy = torch.tensor([[0.0, 1.0], [2.0, 4.0]])
+    zeros, mask = torch.zeros(2, 2), torch.ones(2, 2, dtype=torch.bool)
+    cfg = config("dhpo", mix="entropy", entropy_scope="batch")
+    stats = minibatch_statistics(cfg, logprobs=zeros, old_logprobs=zeros, advantages=zeros, mask=mask, entropy=entropy)
+    assert torch.allclose(stats["alpha"], torch.tensor([[0.0, 0.25], [0.5, 1.0]]))
+    response = config("dhpo", mix="entropy", entropy_scope="response")
+    assert minibatch_statistics(response, logprobs=zeros, old_logprobs=zeros, advantages=zeros, mask=mask) == {}

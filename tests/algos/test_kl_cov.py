@@ -28,3 +28,25 @@ def test_at_least_one_token_penalised_and_masked_tokens_never():
     mask = torch.tensor([[True, True], [False, True]])
     _, metrics = token_loss("kl_cov", logprobs, old, torch.tensor([[1.0, -1.0], [9.0, 1.0]]), mask)
     assert metrics["kl_cov_frac"] == pytest.approx(1 / 3)
+
+
+def test_top_k_is_taken_over_the_whole_minibatch_by_hand():
+    # A = [[2, 2], [-2, -2]] (mean 0), logp = [[-1, -2], [-2.6, -2.9]] (mean -2.125):
+    # cov = [[2 * 1.125, 2 * 0.125], [-2 * -0.475, -2 * -0.775]] = [[2.25, 0.25], [0.95, 1.55]]
+    # ratio 0.5 of 4 tokens -> k = 2: tokens (0, 0) and (1, 1). Row by row the means would differ (row 0: cov 0).
+    from rlpost.algos import minibatch_statistics
+
+    logprobs = torch.tensor([[-1.0, -2.0], [-2.6, -2.9]])
+    advantages = torch.tensor([[2.0, 2.0], [-2.0, -2.0]])
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    cfg = config("kl_cov", kl_cov_ratio=0.5)
+    stats = minibatch_statistics(cfg, logprobs=logprobs, old_logprobs=logprobs, advantages=advantages, mask=mask)
+    assert torch.equal(stats["penalised"], torch.tensor([[True, False], [False, True]]))
+    # a micro-batch of row 1 alone, given its rows of the minibatch's choice, penalises its second token only
+    old = logprobs - 0.5
+    row = leaf(logprobs[1:].tolist())
+    loss, _ = token_loss(
+        "kl_cov", row, old[1:], advantages[1:], mask[1:], cfg, stats={"penalised": stats["penalised"][1:]}
+    )
+    r = torch.exp(torch.tensor(0.5))
+    assert torch.allclose(loss.detach(), torch.tensor([[2 * r, 2 * r + 0.5]]))
