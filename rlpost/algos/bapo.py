@@ -13,7 +13,8 @@ clipped surrogate's total |contribution|. As implemented (search of the authors'
 
 Paper: rho_0 = 0.5, c_low in [0.6, 0.9], c_high in [1.2, 3.0], step 0.05; token-mean. P and N are totals over the
 whole minibatch (the batch one optimizer step sees; the trainer computes the bounds once per minibatch with
-`bapo_statistics`), so micro_batch_size / micro_batch_tokens do not change the bounds. clip_low / clip_high of the
+`bapo_statistics`; the authors' code all-reduces P and N over data-parallel ranks, i.e. takes them over the
+global batch too), so micro_batch_size / micro_batch_tokens do not change the bounds. clip_low / clip_high of the
 base schema are unused.
 """
 
