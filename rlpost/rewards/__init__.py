@@ -47,12 +47,16 @@ def custom(texts: list[str], rows: list[dict], cfg: CustomRewardConfig, call) ->
 
 
 def score(cfg, batch: RolloutBatch, rows: list[dict], max_length: int = 0) -> dict:
-    """Fill batch.rewards and batch.reward (the sum of the named rewards); return metrics.
+    """Fill batch.rewards and batch.reward (the (weighted) sum of the named rewards); return metrics.
 
     `max_length` is the generation limit, for DAPO's overlong punishment (reward.overlong_buffer > 0).
     """
     caller = SafeCaller(timeout_s=cfg.timeout_s)
-    named, metrics = REWARDS.get(cfg.name).component(batch.texts, rows, cfg, caller)
+    component = REWARDS.get(cfg.name).component
+    if getattr(component, "needs_batch", False):  # length penalties and reward=multi read lengths and groups
+        named, metrics = component(batch.texts, rows, cfg, caller, batch=batch, max_length=max_length, named={})
+    else:
+        named, metrics = component(batch.texts, rows, cfg, caller)
     caller.raise_if_too_many(cfg.max_error_rate, cfg.name)
     if cfg.overlong_buffer > 0 and max_length > 0:
         named = named | {
@@ -60,5 +64,14 @@ def score(cfg, batch: RolloutBatch, rows: list[dict], max_length: int = 0) -> di
         }
         metrics["overlong_penalty_mean"] = float(named["overlong"].mean())
     batch.rewards = named
-    batch.reward = torch.stack(list(named.values())).sum(dim=0)
+    weights = getattr(cfg, "weights", None) or {}  # reward=multi: the scalar reward is the weighted sum
+    batch.reward = torch.stack([weights.get(key, 1.0) * value for key, value in named.items()]).sum(dim=0)
     return metrics | caller.log.metrics()
+
+
+# the task rewards register themselves on import
+import rlpost.rewards.format  # noqa: E402,F401
+import rlpost.rewards.gsm8k  # noqa: E402,F401
+import rlpost.rewards.length  # noqa: E402,F401
+import rlpost.rewards.math_verify  # noqa: E402,F401
+import rlpost.rewards.multi  # noqa: E402,F401
