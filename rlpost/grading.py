@@ -15,15 +15,20 @@ import logging
 import re
 from functools import lru_cache
 
-from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
-
-logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout is disabled" warnings: the pool times out
-
 BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*", re.IGNORECASE)
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 GSM8K_MARKER = re.compile(r"####\s*([^\n]+)")
-CONFIGS = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
+WARM_UP = (r"The answer is \boxed{\frac{1}{2}}", "0.5")  # first parse builds math-verify's LaTeX parser
+
+
+@lru_cache(maxsize=1)
+def _math_verify():
+    """(parse, verify, extraction configs), imported on first use: rlpost's import stays free of sympy."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout is disabled": the pool's deadline is ours
+    return parse, verify, (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
 
 
 def last_boxed(text: str) -> str | None:
@@ -58,9 +63,10 @@ def extract_answer(text: str) -> tuple[str | None, str]:
 
 @lru_cache(maxsize=4096)
 def _parse_reference(reference: str) -> list:
+    parse, _, configs = _math_verify()
     reference = reference.strip()
-    parsed = parse(f"${reference}$", extraction_config=CONFIGS, parsing_timeout=None)
-    return parsed or parse(f"\\boxed{{{reference}}}", extraction_config=CONFIGS, parsing_timeout=None)
+    parsed = parse(f"${reference}$", extraction_config=configs, parsing_timeout=None)
+    return parsed or parse(f"\\boxed{{{reference}}}", extraction_config=configs, parsing_timeout=None)
 
 
 def grade(completion: str, reference: str) -> tuple[float, str]:
@@ -68,9 +74,9 @@ def grade(completion: str, reference: str) -> tuple[float, str]:
     answer, source = extract_answer(completion)
     if answer is None:
         return 0.0, source
+    parse, verify, configs = _math_verify()
     gold = _parse_reference(str(reference))
-    predicted = parse(f"\\boxed{{{answer.replace(',', '') if source == 'last_number' else answer}}}",
-                      extraction_config=CONFIGS, parsing_timeout=None)
+    predicted = parse(f"\\boxed{{{answer}}}", extraction_config=configs, parsing_timeout=None)
     if not gold or not predicted:
         return 0.0, source
     return float(verify(gold, predicted, timeout_seconds=None)), source

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from rlpost.config import check
+from rlpost.grading import WARM_UP
 from rlpost.rewards import REWARDS
 from rlpost.rewards.isolation import RewardConfig
 from rlpost.rewards.pool import PoolCounts, shared_pool
@@ -49,7 +50,7 @@ def record_failures(call, counts: PoolCounts) -> None:
 
 def grade_in_pool(function: str, texts: list[str], references: list[str], cfg, call) -> tuple[list[float], dict]:
     """Grade (text, reference) pairs in the shared pool: ([B] 0/1 scores, metrics)."""
-    pool = shared_pool(function, worker_count(cfg.workers), cfg.timeout_s)
+    pool = shared_pool(function, worker_count(cfg.workers), cfg.timeout_s, WARM_UP, preload=("math_verify",))
     results, counts = pool.map([(text, reference) for text, reference in zip(texts, references)], default=(0.0, "none"))
     record_failures(call, counts)
     scores = [float(score) for score, _ in results]

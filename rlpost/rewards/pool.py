@@ -31,9 +31,16 @@ def _import(dotted: str):
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def _serve(dotted: str, connection: Connection) -> None:
-    """Worker loop: receive (index, args), send (index, ok, value or traceback); exit on None or a closed pipe."""
-    function = _import(dotted)
+def _serve(dotted: str, warm_up: tuple, connection: Connection) -> None:
+    """Worker loop: import and warm up, say ready, then answer (index, args) with (index, ok, value or traceback)."""
+    try:
+        function = _import(dotted)
+        if warm_up:
+            function(*warm_up)
+    except Exception:
+        connection.send(("failed", traceback.format_exc(limit=3)))
+        return
+    connection.send(("ready", ""))
     while True:
         try:
             message = connection.recv()
@@ -71,6 +78,7 @@ class _Worker:
     connection: Connection
     item: int = -1  # index in flight, -1 when idle
     deadline: float = 0.0
+    ready: bool = False  # imported the grading function (start-up time is not charged to an item)
 
 
 @dataclass
@@ -80,18 +88,20 @@ class GraderPool:
     function: str
     workers: int = 2
     timeout_s: float = 5.0  # per item; 0 = no deadline
+    warm_up: tuple = ()  # arguments of one call made before the worker reports ready (not charged to an item)
+    preload: tuple[str, ...] = ()  # modules the forkserver imports once, so replacements start fast
     _pool: list[_Worker] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([self.function.partition(":")[0]])
+        context.set_forkserver_preload([*self.preload, self.function.partition(":")[0]])
         self._context = context
         self._pool = [self._start() for _ in range(self.workers)]
         atexit.register(self.close)
 
     def _start(self) -> _Worker:
         parent_end, child_end = self._context.Pipe()
-        process = self._context.Process(target=_serve, args=(self.function, child_end), daemon=True)
+        process = self._context.Process(target=_serve, args=(self.function, self.warm_up, child_end), daemon=True)
         process.start()
         child_end.close()
         return _Worker(process, parent_end)
@@ -102,6 +112,18 @@ class GraderPool:
         worker.process.join(timeout=5)
         worker.connection.close()
         return self._start()
+
+    def _started(self, worker: _Worker) -> _Worker:
+        """Read a starting worker's first message; a worker that cannot import the grader stops the run."""
+        try:
+            status, detail = worker.connection.recv()
+        except (EOFError, OSError):
+            status, detail = "failed", f"exited with code {worker.process.exitcode} while starting"
+        if status != "ready":
+            self.close()
+            raise RuntimeError(f"grading worker for {self.function} could not start: {detail}")
+        worker.ready = True
+        return worker
 
     def map(self, items: Sequence[tuple], default=0.0) -> tuple[list, PoolCounts]:
         """[function(*item) or `default` on error/timeout/crash] in item order, and the counts."""
@@ -116,7 +138,7 @@ class GraderPool:
 
         while queue or any(w.item >= 0 for w in self._pool):
             for slot, worker in enumerate(self._pool):
-                if worker.item < 0 and queue:
+                if worker.ready and worker.item < 0 and queue:
                     index = queue.popleft()
                     try:
                         worker.connection.send((index, items[index]))
@@ -126,12 +148,15 @@ class GraderPool:
                         continue
                     worker.item = index
                     worker.deadline = time.monotonic() + self.timeout_s if self.timeout_s > 0 else float("inf")
-            busy = [w for w in self._pool if w.item >= 0]
-            if not busy:
-                continue
-            wait_s = max(0.0, min(w.deadline for w in busy) - time.monotonic())
-            ready = wait([w.connection for w in busy], timeout=None if wait_s == float("inf") else wait_s)
+            watched = [w for w in self._pool if w.item >= 0 or not w.ready]
+            deadlines = [w.deadline for w in watched if w.item >= 0]
+            wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else float("inf")
+            ready = wait([w.connection for w in watched], timeout=None if wait_s == float("inf") else wait_s)
             for slot, worker in enumerate(self._pool):
+                if not worker.ready:
+                    if worker.connection in ready:
+                        self._pool[slot] = self._started(worker)
+                    continue
                 if worker.item < 0:
                     continue
                 index = worker.item
@@ -139,6 +164,7 @@ class GraderPool:
                     try:
                         _, ok, value = worker.connection.recv()
                     except (EOFError, OSError):
+                        worker.process.join(timeout=5)
                         fail("crashes", index, f"worker exited with code {worker.process.exitcode}")
                         self._pool[slot] = self._replace(worker)
                         continue
@@ -168,12 +194,12 @@ class GraderPool:
         self._pool = []
 
 
-_POOLS: dict[tuple[str, int, float], GraderPool] = {}
+_POOLS: dict[tuple, GraderPool] = {}
 
 
-def shared_pool(function: str, workers: int, timeout_s: float) -> GraderPool:
+def shared_pool(function: str, workers: int, timeout_s: float, warm_up: tuple = (), preload=()) -> GraderPool:
     """One long-lived pool per (function, workers, timeout) in this process (workers start once per run)."""
     key = (function, workers, timeout_s)
     if key not in _POOLS:
-        _POOLS[key] = GraderPool(function, workers, timeout_s)
+        _POOLS[key] = GraderPool(function, workers, timeout_s, tuple(warm_up), tuple(preload))
     return _POOLS[key]
