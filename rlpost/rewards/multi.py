@@ -26,7 +26,7 @@ class MultiRewardConfig(RewardConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(len(self.rewards) > 0, "rewards", "needs at least one named reward, e.g. rewards.correct.name=math_verify")
+        check(len(self.rewards) > 0, "rewards", "needs a named reward, e.g. +reward.rewards.correct.name=math_verify")
         self.parts = {}
         for key, sub in self.rewards.items():
             check(isinstance(sub, dict) and "name" in sub, f"rewards.{key}", "needs a `name:` (e.g. math_verify)")
