@@ -1,11 +1,14 @@
-"""Prompt datasets: the synthetic arithmetic task and jsonl files, rendered through the chat template."""
+"""Prompt datasets: the synthetic arithmetic task, jsonl files and math tasks, rendered through the chat template."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
+from rlpost.config import ConfigError
 from rlpost.data.arith import ArithConfig, arith_splits
 from rlpost.data.jsonl import JsonlConfig, read_jsonl
+from rlpost.data.tasks import GSM8KDataConfig, Math500DataConfig, MathDataConfig, TaskDataConfig, task_splits
 from rlpost.registry import Registry
 
 DATASETS = Registry("data")
@@ -17,6 +20,7 @@ class Prompts:
 
     rows: list[dict]
     token_ids: list[list[int]]
+    dropped: int = 0  # prompts left out for being longer than data.max_prompt_tokens
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -34,17 +38,56 @@ def load_jsonl(cfg: JsonlConfig) -> dict[str, list[dict]]:
     return {"train": train, "eval": held_out}
 
 
+for _name, _schema in (("gsm8k", GSM8KDataConfig), ("math500", Math500DataConfig), ("math", MathDataConfig)):
+    DATASETS.register(_name, _schema)(task_splits)
+DATASETS.register("files", TaskDataConfig)(task_splits)
+
+
 def render(rows: list[dict], tokenizer) -> Prompts:
-    """Token ids of `<chat template>(user: question) + assistant prefix` for each row."""
+    """Token ids of `<chat template>(messages) + assistant prefix` for each row.
+
+    Rows carry `messages` (system + user, from a data prompt template), `prompt_text` (no chat template), or only
+    `question` (sent as the user message).
+    """
     token_ids = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": row["question"]}], add_generation_prompt=True, tokenize=True, return_dict=False
+        tokenizer(row["prompt_text"], add_special_tokens=False)["input_ids"]
+        if "prompt_text" in row
+        else tokenizer.apply_chat_template(
+            row.get("messages") or [{"role": "user", "content": row["question"]}],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
         )
         for row in rows
     ]
     return Prompts(rows=rows, token_ids=[list(ids) for ids in token_ids])
 
 
+def drop_long(prompts: Prompts, max_tokens: int) -> Prompts:
+    """Prompts of at most `max_tokens` tokens (0 = all); the rest are dropped, never truncated, and counted."""
+    if max_tokens <= 0:
+        return prompts
+    keep = [i for i, ids in enumerate(prompts.token_ids) if len(ids) <= max_tokens]
+    return Prompts(
+        rows=[prompts.rows[i] for i in keep],
+        token_ids=[prompts.token_ids[i] for i in keep],
+        dropped=len(prompts) - len(keep),
+    )
+
+
 def load_splits(cfg, tokenizer) -> dict[str, Prompts]:
+    """Every split of the dataset as token ids; over-long prompts dropped (reported on stderr)."""
     splits = DATASETS.get(cfg.name).component(cfg)
-    return {name: render(rows, tokenizer) for name, rows in splits.items()}
+    limit = getattr(cfg, "max_prompt_tokens", 0)
+    out = {}
+    for name, rows in splits.items():
+        out[name] = drop_long(render(rows, tokenizer), limit)
+        if out[name].dropped:
+            print(
+                f"data: dropped {out[name].dropped} of {len(rows)} {name} prompts longer than "
+                f"data.max_prompt_tokens={limit}",
+                file=sys.stderr,
+            )
+        if not len(out[name]):
+            raise ConfigError(f"data.max_prompt_tokens: all {len(rows)} {name} prompts are longer than {limit}")
+    return out

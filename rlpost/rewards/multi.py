@@ -42,8 +42,10 @@ def multi_reward(texts: list[str], rows: list[dict], cfg: MultiRewardConfig, cal
     for key, part in cfg.parts.items():
         component = REWARDS.get(part.name).component
         context = {"batch": batch, "max_length": max_length, "named": rewards}
-        values, part_metrics = component(texts, rows, part, call, **context) if needs_batch(component) else (
-            component(texts, rows, part, call)
+        values, part_metrics = (
+            component(texts, rows, part, call, **context)
+            if needs_batch(component)
+            else (component(texts, rows, part, call))
         )
         if len(values) == 1:
             rewards[key] = next(iter(values.values()))
