@@ -6,7 +6,7 @@ import json
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -37,6 +37,7 @@ class Parts:
     engine: object
     rollout: object
     sampler: object
+    eval_sets: dict[str, Prompts] = field(default_factory=dict)  # extra named eval sets (data.eval_sets)
 
 
 def build(cfg: Validated) -> Parts:
@@ -67,7 +68,9 @@ def build(cfg: Validated) -> Parts:
         seed=cfg.run.seed,
         rows=tuple(splits["train"].rows),
     )
-    return Parts(tokenizer, splits["train"], splits["eval"], engine, rollout, build_sampler(cfg.sampler, context))
+    eval_sets = {name.removeprefix("eval/"): split for name, split in splits.items() if name.startswith("eval/")}
+    sampler = build_sampler(cfg.sampler, context)
+    return Parts(tokenizer, splits["train"], splits["eval"], engine, rollout, sampler, eval_sets)
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -192,12 +195,31 @@ def _mean(records: list[dict]) -> dict:
 
 
 @torch.no_grad()
-def evaluate(parts: Parts, cfg: Validated) -> float:
-    """Greedy accuracy on the first eval_size held-out prompts."""
-    count = min(cfg.run.eval_size, len(parts.held_out))
-    requests = [Request(i, parts.held_out.token_ids[i], 1) for i in range(count)]
+def evaluate(parts: Parts, cfg: Validated, prompts: Prompts | None = None) -> float:
+    """Greedy accuracy on the first eval_size held-out prompts (or of `prompts`)."""
+    return _greedy_eval(parts, cfg, parts.held_out if prompts is None else prompts)["accuracy"]
+
+
+def _greedy_eval(parts: Parts, cfg: Validated, prompts: Prompts) -> dict:
+    count = min(cfg.run.eval_size, len(prompts))
+    requests = [Request(i, prompts.token_ids[i], 1) for i in range(count)]
     batch = parts.rollout.generate(requests, seed=0, greedy=True)
-    return float(score(cfg.reward, batch, parts.held_out.rows[:count])["accuracy"])
+    accuracy = float(score(cfg.reward, batch, prompts.rows[:count])["accuracy"])
+    truncated = float(batch.truncated.float().mean()) if batch.truncated is not None else 0.0
+    return {
+        "accuracy": accuracy,
+        "response_length": float(batch.response_lengths.float().mean()),
+        "truncated_frac": truncated,
+    }
+
+
+def evaluate_sets(parts: Parts, cfg: Validated) -> dict:
+    """Greedy metrics on every named eval set (data.eval_sets), as eval/<set>/<metric>."""
+    return {
+        f"eval/{name}/{metric}": value
+        for name, prompts in parts.eval_sets.items()
+        for metric, value in _greedy_eval(parts, cfg, prompts).items()
+    }
 
 
 class RunStopped(RuntimeError):
@@ -255,7 +277,7 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
             log.print(f"resumed from {resumed_from} at step {state['step']}")
         else:
             state["eval_history"]["0"] = evaluate(parts, cfg)
-            log.metrics({"step": 0, "eval_accuracy": state["eval_history"]["0"]})
+            log.metrics({"step": 0, "eval_accuracy": state["eval_history"]["0"]} | evaluate_sets(parts, cfg))
         for step in range(state["step"] + 1, cfg.run.steps + 1):
             try:
                 metrics, batch = train_step(step, parts, cfg)
@@ -269,6 +291,7 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
                 )
             if step == cfg.run.steps or (cfg.run.eval_every and step % cfg.run.eval_every == 0):
                 metrics["eval_accuracy"] = state["eval_history"][str(step)] = evaluate(parts, cfg)
+                metrics |= evaluate_sets(parts, cfg)
             log.metrics({"step": step, **dict(sorted(metrics.items()))})
             log.samples(step, _sample_rows(batch, parts, cfg.run.samples_per_step))
             last = step == cfg.run.steps

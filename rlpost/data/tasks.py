@@ -57,17 +57,20 @@ class TaskDataConfig:
             raise ConfigError(f"template: only {{question}} and {{instruction}} may be used ({error})") from None
         self.eval_parts = {}
         for set_name, sub in self.eval_sets.items():
-            self.eval_parts[set_name] = eval_set_config(set_name, sub)
+            self.eval_parts[set_name] = eval_set_config(set_name, sub, self.data_dir)
 
 
-def eval_set_config(set_name: str, sub: Any) -> TaskDataConfig:
+def eval_set_config(set_name: str, sub: Any, data_dir: str) -> TaskDataConfig:
+    """An extra eval set's config (its data_dir defaults to the main dataset's)."""
     from rlpost.config import _as_schema
     from rlpost.data import DATASETS
 
     check(isinstance(sub, dict) and "name" in sub, f"eval_sets.{set_name}", "needs a `name:` (e.g. math500)")
     names = [name for name in DATASETS.names() if issubclass(DATASETS.get(name).schema, TaskDataConfig)]
     check(sub["name"] in names, f"eval_sets.{set_name}.name", f"{sub['name']!r} is not one of {', '.join(names)}")
-    return _as_schema(DATASETS.get(sub["name"]).schema, sub, f"eval_sets.{set_name}")
+    config = _as_schema(DATASETS.get(sub["name"]).schema, {"data_dir": data_dir} | sub, f"eval_sets.{set_name}")
+    config.where = f"data.eval_sets.{set_name}"
+    return config
 
 
 @dataclass
@@ -111,7 +114,7 @@ def resolve_source(path: str, data_dir: str, key: str) -> str:
         if candidate.is_file():
             return str(candidate)
     raise ConfigError(
-        f"data.{key}: file not found: {path} (looked in . and data.data_dir={data_dir}; set data.data_dir or "
+        f"{key}: file not found: {path} (looked in . and data_dir={data_dir}; set data.data_dir or "
         f"RLPOST_DATA_DIR, give a full path, or a hub id as hub:<id>)"
     )
 
@@ -164,7 +167,7 @@ def map_fields(record: dict, cfg: TaskDataConfig, where: str) -> dict:
 def load_rows(cfg: TaskDataConfig, which: str) -> list[dict]:
     """Rows of the train or eval split ("train" | "eval")."""
     path, split = (cfg.train_path, cfg.train_split) if which == "train" else (cfg.eval_path, cfg.eval_split)
-    source = resolve_source(path, cfg.data_dir, f"{which}_path")
+    source = resolve_source(path, cfg.data_dir, f"{getattr(cfg, 'where', 'data')}.{which}_path")
     records = read_records(source, split)
     rows = []
     for number, record in enumerate(records, start=1):
