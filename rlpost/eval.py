@@ -116,6 +116,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     """Generate greedy and sampled completions, grade them, write the JSON report; return it."""
     from rlpost import registries
     from rlpost.data import load_splits
+    from rlpost.data.tasks import TaskDataConfig
     from rlpost.models import load_model
     from rlpost.rewards import score
     from rlpost.rollout import ROLLOUTS, Request
@@ -133,7 +134,10 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     model_path = resolve_checkpoint(str(cfg.checkpoint))
     model, tokenizer = load_model(replace(groups["model"], path=model_path))
     model.eval()
-    prompts = load_splits(groups["data"], tokenizer)["eval"]
+    data = groups["data"]
+    if isinstance(data, TaskDataConfig):  # only the eval split is needed
+        data = replace(data, train_path=data.eval_path, train_split=data.eval_split, eval_sets={})
+    prompts = load_splits(data, tokenizer)["eval"]
     count = min(settings.max_problems or len(prompts), len(prompts))
     rows, token_ids = prompts.rows[:count], prompts.token_ids[:count]
     rollout = ROLLOUTS.get(groups["rollout"].name).component(model, tokenizer, groups["rollout"])
