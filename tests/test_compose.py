@@ -39,5 +39,7 @@ def test_every_sampler_with_grpo_and_dhpo(tmp_path):
 
 def test_experiments(tmp_path):
     for name in options("experiment"):
+        if name.endswith("_qwen3_math"):  # hub models and data files: run with the tiny model in test_recipes.py
+            continue
         result = run_train(f"experiment={name}", "debug=fast", "eval_size=4", run_dir=tmp_path / name, check=True)
         assert result.returncode == 0 and (tmp_path / name / "summary.json").is_file()
