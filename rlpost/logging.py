@@ -26,6 +26,15 @@ class ConsoleLoggerConfig:
 LOGGERS.register("console", ConsoleLoggerConfig)(None)
 
 
+def _register_wandb() -> None:
+    from rlpost.wandb_logger import WandbLoggerConfig, WandbSink
+
+    LOGGERS.register("wandb", WandbLoggerConfig)(WandbSink)
+
+
+_register_wandb()
+
+
 def _clean(value):
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
@@ -59,6 +68,8 @@ class RunLog:
             disable=not cfg.progress,
         )
         self.task = self.progress.add_task("train", total=total_steps, reward=0.0, eval="-")
+        sink = LOGGERS.get(cfg.name).component if cfg.name in LOGGERS.names() else None
+        self.sink = sink(run_dir, cfg) if sink is not None else None  # logger=wandb: a W&B run beside the files
 
     def __enter__(self) -> RunLog:
         self.progress.start()
@@ -66,10 +77,14 @@ class RunLog:
 
     def __exit__(self, *exc) -> None:
         self.progress.stop()
+        if self.sink is not None:
+            self.sink.close()
 
     def metrics(self, record: dict) -> None:
         with self.metrics_path.open("a") as handle:
             handle.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        if self.sink is not None:
+            self.sink.metrics(record)
         fields = {"completed": record["step"]}
         if "reward_mean" in record:
             fields["reward"] = record["reward_mean"]
@@ -81,6 +96,8 @@ class RunLog:
         with self.samples_path.open("a") as handle:
             for row in rows:
                 handle.write(json.dumps({"step": step, **row}) + "\n")
+        if self.sink is not None:
+            self.sink.samples(step, rows)
 
     def print(self, message: str) -> None:
         self.console.print(message, highlight=False, soft_wrap=True)

@@ -16,6 +16,7 @@ RECIPES = sorted(path.stem for path in (CONF / "experiment").glob("*_qwen3_math.
 # the recipe's model and data files swapped for the embedded tiny model and the samples in tests/data
 TINY = [
     "model=tiny",
+    "data=math",  # also for the multirun's first composition, before the recipe applies
     "data.data_dir=tests/data",
     "data.train_path=math500_sample.jsonl",
     "data.eval_path=math500_sample.jsonl",
@@ -50,6 +51,7 @@ def test_recipes_run_with_the_tiny_model(tmp_path):
         "eval_size=4",
         *TINY,
         f"hydra.sweep.dir={tmp_path}",
+        "hydra.sweep.subdir=${hydra.job.num}",  # the overrides would make too long a name
         timeout=1800,
         check=True,
     )
