@@ -2,7 +2,8 @@
 
 Completions are real: MATH-500 reference solutions (their own \\boxed{} answer) and GSM8K reference solutions
 (with `#### n` written as `The answer is n.`), each graded once against its own answer and once against another
-problem's answer (half right, half wrong). Workers are started and warmed before timing.
+problem's answer (half right, half wrong). First graded in this process (CPU seconds: independent of other load),
+then through the pool (wall clock: workers started and warmed before timing).
 
     python scripts/bench_grading.py --data-dir ../shared/data            # the full files
     python scripts/bench_grading.py                                       # the samples in tests/data
@@ -15,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from rlpost.grading import WARM_UP
+from rlpost.grading import WARM_UP, grade
 from rlpost.rewards.pool import GraderPool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +47,17 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=5.0)
     args = parser.parse_args()
     sets = completions(Path(args.data_dir), args.limit)
+    grade(*WARM_UP)
+    for name, items in sets.items():  # load-independent: graded per CPU-second of one process, no pool
+        started = time.process_time()
+        for text, reference in items:
+            grade(text, reference)
+        per_cpu_second = len(items) / (time.process_time() - started)
+        print(
+            json.dumps(
+                {"data": name, "completions": len(items), "per_cpu_second_one_process": round(per_cpu_second, 1)}
+            )
+        )
     results = []
     for workers in [int(w) for w in args.workers.split(",")]:
         pool = GraderPool("rlpost.grading:grade", workers, args.timeout_s, WARM_UP, preload=("math_verify",))
