@@ -144,3 +144,46 @@ def test_named_eval_sets():
     assert set(splits) == {"train", "eval", "eval/m5"} and len(splits["eval/m5"]) + splits["eval/m5"].dropped == 40
     with pytest.raises(ConfigError, match=r"data.eval_sets.x.name: 'nope' is not one of"):
         data_cfg("data=gsm8k", "+data.eval_sets.x={name: nope}")
+
+
+GSM8K_TINY = [
+    "data=gsm8k",
+    "reward=math_verify",
+    "data.data_dir=tests/data",
+    "data.train_path=gsm8k_sample.jsonl",
+    "data.eval_path=gsm8k_sample.jsonl",
+    "data.template='{question}'",
+    "data.max_prompt_tokens=240",
+]
+
+
+@pytest.mark.slow
+def test_train_on_gsm8k_with_math_verify_and_a_named_eval_set(tmp_path):
+    from tests.conftest import read_jsonl, run_train
+
+    run_train(
+        *GSM8K_TINY,
+        "debug=fast",
+        "eval_every=3",
+        "+data.eval_sets.m500={name: math500, eval_path: math500_sample.jsonl, template: '{question}'}",
+        run_dir=tmp_path,
+        check=True,
+    )
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == [0, 1, 2, 3]
+    for record in (records[0], records[3]):  # eval at the start and at the last step
+        assert "eval_accuracy" in record and 0 <= record["eval/m500/accuracy"] <= 1
+    assert all(r["reward_timeouts"] == 0 and r["reward_graded_per_s"] > 0 for r in records[1:])
+
+
+def test_missing_data_file_is_one_line_exit_2(tmp_path):
+    from tests.conftest import run_train
+
+    result = run_train("data=gsm8k", "data.data_dir=/nonexistent", run_dir=tmp_path)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("rlpost-train: config error: data.train_path: file not found: gsm8k_train.jsonl")
+    )
+    assert not (tmp_path / "metrics.jsonl").exists()
