@@ -26,13 +26,15 @@ class ConsoleLoggerConfig:
 LOGGERS.register("console", ConsoleLoggerConfig)(None)
 
 
-def _register_wandb() -> None:
+def _register_sinks() -> None:
+    from rlpost.tensorboard_logger import TensorBoardLoggerConfig, TensorBoardSink
     from rlpost.wandb_logger import WandbLoggerConfig, WandbSink
 
     LOGGERS.register("wandb", WandbLoggerConfig)(WandbSink)
+    LOGGERS.register("tensorboard", TensorBoardLoggerConfig)(TensorBoardSink)
 
 
-_register_wandb()
+_register_sinks()
 
 
 def _clean(value):

@@ -49,3 +49,23 @@ def test_wandb_offline_run_is_read_back_and_resume_continues_it(tmp_path):
     second = [path for path in logs(tmp_path) if path.parent != first.parent]
     assert len(second) == 1 and run_info(second[0])["id"] == run_id  # the same W&B run, continued
     assert [row["_step"] for row in history(second[0])] == [3, 4]
+
+
+def test_tensorboard_sink_writes_scalars_and_samples(tmp_path):
+    """logger=tensorboard through RunLog: read back with TensorBoard's own event reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from rlpost.logging import RunLog
+    from rlpost.tensorboard_logger import TensorBoardLoggerConfig
+
+    with RunLog(tmp_path, TensorBoardLoggerConfig(progress=False, samples_every=2), total_steps=2) as log:
+        log.metrics({"step": 0, "eval_accuracy": 0.25})
+        for step in (1, 2):
+            log.metrics({"step": step, "reward_mean": 0.5 * step, "eval/gsm8k/accuracy": 0.1 * step})
+            log.samples(step, [{"prompt": "What is 1+1?", "completion": "2", "reward": 1.0}])
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("reward_mean")] == [(1, 0.5), (2, 1.0)]
+    assert [e.step for e in events.Scalars("eval/gsm8k/accuracy")] == [1, 2]
+    assert events.Scalars("eval_accuracy")[0].value == 0.25
+    assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 3  # metrics.jsonl is always written
