@@ -77,3 +77,14 @@ def test_multi_yaml_composes_and_bad_parts_fail_with_the_key():
         MultiRewardConfig(rewards={"correct": {"name": "gsm8k"}}, weights={"other": 1.0})
     with pytest.raises(ConfigError, match=r"rewards.c.timeout_s"):
         MultiRewardConfig(rewards={"c": {"name": "gsm8k", "timeout_s": -1}})
+
+
+def test_dapo_overlong_composes_with_multi():
+    """reward=multi + reward.overlong_buffer: the overlong penalty is one more named reward, weight 1."""
+    batch = make_batch([2], response_lengths=[2, 4], width=4)
+    batch.texts = ["#### 5", "#### 5"]
+    cfg = MultiRewardConfig(rewards={"correct": {"name": "gsm8k"}}, weights={"correct": 2.0}, overlong_buffer=2)
+    score(cfg, batch, [{"answer": "5"}] * 2, max_length=4)
+    # L_max = 4, L_cache = 2: length 2 -> 0; length 4 -> (2 - 4) / 2 = -1
+    assert batch.rewards["overlong"].tolist() == [0.0, -1.0]
+    assert batch.reward.tolist() == [2.0, 1.0]
