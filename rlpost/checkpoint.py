@@ -1,12 +1,17 @@
 """Atomic checkpoints (temporary dir, fsync, rename) with the last k kept, and exact resume.
 
 checkpoints/step_N/ holds the HF-format model (safetensors) and tokenizer, optimizer.pt (optimizer + scheduler),
-state.pt (RNG states, sampler state; loaded with weights_only=True) and trainer_state.json. A directory named
-step_N exists only once complete, so a crash mid-write leaves the previous checkpoint as the latest.
+state.pt (RNG states, sampler state; loaded with weights_only=True), trainer_state.json and config.yaml (the
+validated config the run was trained with up to step N). A directory named step_N exists only once complete, so a
+crash mid-write leaves the previous checkpoint as the latest.
+
+Loading is all-or-nothing: every file is read and checked against the engine and sampler being restored before
+any of them changes; a damaged or mismatched file raises CheckpointError naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -16,8 +21,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
+
+from rlpost.config import ConfigError
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
+CONFIG_FILE = "config.yaml"
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint file is damaged or does not fit what is being restored; the message names the file."""
 
 
 def _fsync_tree(directory: Path) -> None:
@@ -54,9 +67,9 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(
-    root: Path, step: int, engine, tokenizer, sampler_state: dict, trainer_state: dict, keep: int
+    root: Path, step: int, engine, tokenizer, sampler_state: dict, trainer_state: dict, keep: int, config: dict
 ) -> Path:
-    """Write checkpoints/step_{step} atomically and prune to the newest `keep`."""
+    """Write checkpoints/step_{step} atomically and prune to the newest `keep`; `config` is recorded beside it."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step}"
     tmp = root / f".tmp_step_{step}_{os.getpid()}"
@@ -65,6 +78,7 @@ def save_checkpoint(
     engine.save(tmp, tokenizer)
     torch.save({"rng": rng_state(), "sampler": sampler_state}, tmp / "state.pt")
     (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2) + "\n")
+    (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
     _fsync_tree(tmp)
     if final.exists():
         shutil.rmtree(final)
@@ -89,10 +103,96 @@ def list_checkpoints(root: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def load_checkpoint(directory: Path, engine, sampler) -> dict:
-    """Restore engine, sampler and RNG from `directory`; return its trainer_state."""
+def read_json(path: Path) -> dict:
+    """A JSON object from `path`; CheckpointError naming the file when it is missing or not JSON."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: unreadable ({_reason(error)})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: not a JSON object")
+    return value
+
+
+def read_torch(path: Path) -> dict:
+    """A torch.save'd dict from `path` (weights_only); CheckpointError naming the file when it is damaged."""
+    try:
+        value = torch.load(path, weights_only=True)
+    except Exception as error:  # truncated zip, bad pickle, missing file: all mean "damaged" here
+        raise CheckpointError(f"{path}: unreadable ({_reason(error)})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: not a state dict")
+    return value
+
+
+def read_config(directory: Path) -> dict:
+    """The config a checkpoint was trained with (config.yaml)."""
+    path = directory / CONFIG_FILE
+    try:
+        value = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (a checkpoint from before rlpost recorded its config)") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise CheckpointError(f"{path}: unreadable ({_reason(error)})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: not a config mapping")
+    return value
+
+
+def read_trainer_state(directory: Path) -> dict:
+    path = directory / "trainer_state.json"
+    state = read_json(path)
+    if not isinstance(state.get("step"), int) or not isinstance(state.get("eval_history"), dict):
+        raise CheckpointError(f"{path}: missing 'step' or 'eval_history'")
+    return state
+
+
+def _reason(error: BaseException) -> str:
+    return " ".join(str(error).split())[:200] or type(error).__name__
+
+
+def layout(value):
+    """The structure of a state dict: keys, tensor shapes and dtypes, value types (not the values)."""
+    if isinstance(value, torch.Tensor):
+        return f"tensor{tuple(value.shape)} {value.dtype}"
+    if isinstance(value, dict):
+        return {key: layout(item) for key, item in value.items()}
+    return type(value).__name__
+
+
+def layout_mismatch(found, expected, prefix: str = "") -> str | None:
+    """Where `found`'s layout departs from `expected`'s, as 'key: found X, expected Y'; None when they agree."""
+    if isinstance(found, dict) and isinstance(expected, dict):
+        for key in sorted(set(found) | set(expected), key=str):
+            name = f"{prefix}{key}"
+            if key not in found or key not in expected:
+                return f"{name}: {'missing' if key not in found else 'unexpected'}"
+            where = layout_mismatch(found[key], expected[key], f"{name}.")
+            if where:
+                return where
+        return None
+    if found != expected:
+        return f"{prefix.rstrip('.') or 'value'}: found {found}, expected {expected}"
+    return None
+
+
+def load_checkpoint(directory: Path, engine, sampler):
+    """Restore engine, sampler and RNG from `directory`; return (trainer_state, the restored sampler).
+
+    The sampler is restored into a copy (returned) and everything is checked before the engine or the global RNG
+    changes; the engine's own load is all-or-nothing. Raises CheckpointError naming the file that does not fit.
+    """
+    trainer_state = read_trainer_state(directory)
+    saved = read_torch(directory / "state.pt")
+    for key, expected in (("rng", layout(rng_state())), ("sampler", layout(sampler.state_dict()))):
+        where = layout_mismatch(layout(saved.get(key)), expected)
+        if where:
+            raise CheckpointError(f"{directory / 'state.pt'}: {key} state does not fit this run ({where})")
+    restored = copy.deepcopy(sampler)
+    try:
+        restored.load_state_dict(saved["sampler"])
+    except Exception as error:
+        raise CheckpointError(f"{directory / 'state.pt'}: sampler state does not load ({_reason(error)})") from None
     engine.load(directory)
-    state = torch.load(directory / "state.pt", weights_only=True)
-    sampler.load_state_dict(state["sampler"])
-    set_rng_state(state["rng"])
-    return json.loads((directory / "trainer_state.json").read_text())
+    set_rng_state(saved["rng"])
+    return trainer_state, restored

@@ -29,6 +29,7 @@ register_resolvers()  # ${rlpost.job_dir:...} in hydra.sweep.subdir
 def _train(cfg: DictConfig) -> float | None:
     import transformers
 
+    from rlpost.rundir import Launch
     from rlpost.trainer import RunStopped, train
 
     transformers.utils.logging.set_verbosity_error()
@@ -38,7 +39,7 @@ def _train(cfg: DictConfig) -> float | None:
         validated = validate(cfg)
         _one_process_per_task(validated)
         with run_status(run_dir, stopped=RunStopped) as outcome:
-            summary = train(validated, run_dir)
+            summary = train(validated, run_dir, launch=Launch.from_hydra(cfg))
             outcome.finish(summary)
     except ConfigError as error:  # raised before anything ran or was written
         if os.environ.get("RLPOST_USER_FULL_ERROR") == "1":

@@ -45,6 +45,7 @@ class RunSchema:
     keep_checkpoints: int = 2  # newest complete checkpoints kept
     samples_per_step: int = 4  # prompt/completion rows written to samples.jsonl per step
     resume: Any = "auto"  # "auto": latest checkpoint in this run dir; a path; or null to start fresh
+    resume_allow_changes: list[str] = field(default_factory=list)  # keys/groups a resume may change (README)
     max_skipped_updates: int = 3  # stop after more than this many consecutive non-finite (skipped) updates
 
     def __post_init__(self) -> None:

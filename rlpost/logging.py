@@ -43,13 +43,27 @@ def _clean(value):
     return value
 
 
+def _step_of(line: str) -> int | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record.get("step") if isinstance(record, dict) and isinstance(record.get("step"), int) else None
+
+
 def truncate_jsonl(path: Path, last_step: int) -> None:
-    """Drop records with step > last_step (a resumed run rewrites them), atomically."""
+    """Drop records with step > last_step (a resumed run rewrites them), atomically.
+
+    A last line cut short by a kill during the append is dropped too; any other line without a step is kept as is.
+    """
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    lines = [line for line in path.read_text(errors="surrogateescape").splitlines() if line.strip()]
+    if lines and _step_of(lines[-1]) is None:
+        lines.pop()  # torn append
+    kept = [line for line in lines if (step := _step_of(line)) is None or step <= last_step]
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.write_text("".join(line + "\n" for line in kept), errors="surrogateescape")
     tmp.replace(path)
 
 

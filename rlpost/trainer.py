@@ -15,15 +15,24 @@ from rlpost.advantages import compute_advantages
 from rlpost.algos import minibatch_statistics, needs_minibatch_statistics, policy_loss
 from rlpost.algos.common import Normalizer
 from rlpost.batch import RolloutBatch
-from rlpost.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from rlpost.config import ConfigError, Validated, to_dict
+from rlpost.checkpoint import (
+    CheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+    read_config,
+    read_trainer_state,
+    save_checkpoint,
+)
+from rlpost.config import ConfigError, Validated
 from rlpost.data import Prompts, load_splits
 from rlpost.engine import ENGINES
 from rlpost.logging import PhaseTimer, RunLog, truncate_jsonl
 from rlpost.models import load_model
+from rlpost.resume import config_record, resume_changes
 from rlpost.rewards import score
 from rlpost.rewards.isolation import RewardFailure
 from rlpost.rollout import ROLLOUTS, Request
+from rlpost.rundir import Launch, record_launch
 from rlpost.samplers import SamplerContext, build_sampler, collect_rollouts
 
 
@@ -232,13 +241,22 @@ class Preemption:
     Under hydra/launcher=slurm, submitit has bound SIGUSR2 (sent `signal_delay_s` before the time limit, or by
     `scancel --signal=USR2`) to its requeue: `scontrol requeue` then sys.exit(-1), right in the handler. Ours
     replaces it, and `hand_over()` calls it only once the checkpoint is written.
+    Used as `with Preemption() as preemption:`; the handlers installed before are put back on exit.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
     def __init__(self) -> None:
         self.requested = 0  # the signal number, once one arrived
+        self.previous: dict = {}
+
+    def __enter__(self) -> Preemption:
         self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: installed outside Python
 
     def _handle(self, signum, frame) -> None:
         self.requested = signum
@@ -250,31 +268,52 @@ class Preemption:
             handler(self.requested, None)
 
 
-def _resume_dir(cfg: Validated, run_dir: Path) -> Path | None:
+def _resume_candidates(cfg: Validated, run_dir: Path) -> list[Path]:
+    """Checkpoints to try, newest first: every complete one for resume=auto, the one named by resume=<path>."""
     if cfg.run.resume in (None, "", "none", "null", False):
-        return None
+        return []
     if cfg.run.resume == "auto":
-        found = list_checkpoints(run_dir / "checkpoints")
-        return found[-1] if found else None
+        return list_checkpoints(run_dir / "checkpoints")[::-1]
     path = Path(str(cfg.run.resume)).expanduser()
     candidates = list_checkpoints(path / "checkpoints") or list_checkpoints(path) or [path]
     if not (candidates[-1] / "trainer_state.json").is_file():
         raise ConfigError(f"resume: no complete checkpoint at {path}")
-    return candidates[-1]
+    return candidates[-1:]
 
 
-def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
-    """Run (or resume) training in `run_dir`; return the summary also written to summary.json."""
+@dataclass
+class Start:
+    """Where a run starts: the trainer state, the checkpoint it resumes from (None: fresh), the changes applied."""
+
+    state: dict
+    checkpoint: Path | None = None
+    changes: dict = field(default_factory=dict)
+
+
+def train(cfg: Validated, run_dir: Path, log: RunLog | None = None, launch: Launch | None = None) -> dict:
+    """Run (or resume) training in `run_dir`; return the summary also written to summary.json.
+
+    Everything that can refuse the command (config, checkpoint, resume rules) is checked before anything in
+    `run_dir` is written; `launch` (Hydra's choices, overrides and .hydra files) is recorded only then.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
+    launch = launch or Launch()
     parts = build(cfg)
-    state, resumed_from = _restore(cfg, run_dir, parts)
     log = log or RunLog(run_dir, cfg.logger, cfg.run.steps)
-    preemption = Preemption()
+    start = _restore(cfg, run_dir, parts, log.print)
+    state = start.state
+    if start.changes:
+        state["resumes"] = state.get("resumes", []) + [{"step": state["step"], "changes": start.changes}]
+    record_launch(run_dir, launch, step=state["step"], checkpoint=start.checkpoint, changes=start.changes)
     started = time.time() - state["seconds"]
     skipped_in_a_row = 0
-    with log, _stops_on_reward_failure():
-        if resumed_from is not None:
-            log.print(f"resumed from {resumed_from} at step {state['step']}")
+    with Preemption() as preemption, log, _stops_on_reward_failure():
+        log.print(launch.describe())
+        if start.checkpoint is not None:
+            applied = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in start.changes.items())
+            log.print(
+                f"resumed from {start.checkpoint} at step {state['step']}" + (f"; now {applied}" if applied else "")
+            )
         else:
             state["eval_history"]["0"] = evaluate(parts, cfg)
             log.metrics({"step": 0, "eval_accuracy": state["eval_history"]["0"]} | evaluate_sets(parts, cfg))
@@ -302,7 +341,7 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
                 log.print(f"preempted: checkpoint written at step {step} in {run_dir}; rerun the command to resume")
                 preemption.hand_over()  # under Slurm: submitit requeues the job and exits here
                 return {"preempted": True, "step": step}
-        summary = _summary(cfg, run_dir, state, time.time() - started)
+        summary = _summary(cfg, run_dir, state, time.time() - started, launch)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         log.print(
             f"run dir {run_dir}: held-out accuracy {summary['eval_accuracy_start']:.3f} -> "
@@ -320,18 +359,54 @@ def _stops_on_reward_failure():
         raise RunStopped(str(error)) from error
 
 
-def _restore(cfg: Validated, run_dir: Path, parts: Parts) -> tuple[dict, Path | None]:
-    """Load the checkpoint to resume from (if any) and cut metrics/samples back to it; else start clean."""
-    resume_from = _resume_dir(cfg, run_dir)
-    state = {"step": 0, "eval_history": {}, "seconds": 0.0}
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, parts.engine, parts.sampler)
-    for name in ("metrics.jsonl", "samples.jsonl"):
-        if resume_from is not None:
-            truncate_jsonl(run_dir / name, state["step"])
-        else:
+def _restore(cfg: Validated, run_dir: Path, parts: Parts, say) -> Start:
+    """Load the checkpoint to resume from (if any) and cut metrics/samples back to it; else start clean.
+
+    Refuses (ConfigError, one line) before changing anything: a config change the checkpoint cannot take, a run
+    already at its last step, a damaged checkpoint named by resume=<path>, a fresh start over a run's checkpoints.
+    resume=auto passes over damaged checkpoints to the newest intact one and says so.
+    """
+    candidates = _resume_candidates(cfg, run_dir)
+    if not candidates:
+        existing = list_checkpoints(run_dir / "checkpoints")
+        if existing:  # a fresh start here would mix with (and prune) that run's checkpoints
+            raise ConfigError(
+                f"resume={cfg.run.resume}: {run_dir} already holds a run (checkpoints up to {existing[-1].name}); "
+                f"give a new hydra.run.dir for a fresh run, or resume=auto to continue this one"
+            )
+        for name in ("metrics.jsonl", "samples.jsonl"):  # from a run killed before its first checkpoint
             (run_dir / name).unlink(missing_ok=True)
-    return state, resume_from
+        return Start({"step": 0, "eval_history": {}, "seconds": 0.0})
+    damaged: list[str] = []
+    for directory in candidates:
+        try:
+            return _resume_from(directory, cfg, run_dir, parts, say, damaged)
+        except CheckpointError as error:
+            if cfg.run.resume != "auto":
+                raise ConfigError(f"resume: {error}") from None
+            damaged.append(f"{directory.name} ({error})")
+    raise ConfigError(
+        f"resume=auto: no intact checkpoint in {run_dir / 'checkpoints'}: {'; '.join(damaged)}; "
+        f"resume=null with a new hydra.run.dir starts fresh"
+    )
+
+
+def _resume_from(directory: Path, cfg: Validated, run_dir: Path, parts: Parts, say, damaged: list[str]) -> Start:
+    """Resume from `directory` if the command allows it; CheckpointError when one of its files is damaged."""
+    recorded, trainer_state = read_config(directory), read_trainer_state(directory)
+    engine_keys = tuple(getattr(parts.engine, "RESUME_KEYS", ()))
+    changes = resume_changes(recorded, config_record(cfg), engine_keys, f"checkpoint {directory}")
+    if trainer_state["step"] >= cfg.run.steps:
+        raise ConfigError(
+            f"steps={cfg.run.steps}: {directory} is at step {trainer_state['step']}, so this run is already done; "
+            f"raise steps to train on (e.g. steps={trainer_state['step'] + 100})"
+        )
+    state, parts.sampler = load_checkpoint(directory, parts.engine, parts.sampler)
+    if damaged:
+        say(f"resume=auto: damaged {', '.join(damaged)}; resuming from {directory.name} instead")
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        truncate_jsonl(run_dir / name, state["step"])
+    return Start(state, directory, changes)
 
 
 def _last_good(run_dir: Path) -> str:
@@ -351,6 +426,7 @@ def _checkpoint(cfg: Validated, run_dir: Path, parts: Parts, state: dict) -> Non
             parts.sampler.state_dict(),
             state,
             cfg.run.keep_checkpoints,
+            config_record(cfg),
         )
     except OSError as error:
         raise RunStopped(
@@ -375,7 +451,7 @@ def _sample_rows(batch: RolloutBatch, parts: Parts, count: int) -> list[dict]:
     return rows
 
 
-def _summary(cfg: Validated, run_dir: Path, state: dict, seconds: float) -> dict:
+def _summary(cfg: Validated, run_dir: Path, state: dict, seconds: float, launch: Launch) -> dict:
     history = state["eval_history"]
     steps = sorted(history, key=int)
     return {
@@ -385,5 +461,8 @@ def _summary(cfg: Validated, run_dir: Path, state: dict, seconds: float) -> dict
         "eval_accuracy_start": history.get("0", history[steps[0]]) if steps else None,
         "eval_accuracy_end": history[steps[-1]] if steps else None,
         "eval_history": history,
-        "config": {"run": to_dict(cfg.run)} | {g: to_dict(v) for g, v in cfg.groups.items()},
+        "choices": launch.choices,  # group -> option chosen (algo=dapo and algo=dr_grpo both have name: grpo)
+        "overrides": launch.overrides,
+        "resumes": state.get("resumes", []),  # config changes applied at each resume: {"step", "changes"}
+        "config": config_record(cfg),
     }

@@ -105,6 +105,24 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: floa
 
 @ENGINES.register("torch", TorchEngineConfig)
 class TorchEngine:
+    # trainer.* keys that a resumed run may change: _apply_config (or each step) reads them from this config
+    RESUME_KEYS = (
+        "lr",
+        "weight_decay",
+        "beta1",
+        "beta2",
+        "adam_eps",
+        "warmup_steps",
+        "schedule",
+        "min_lr_ratio",
+        "grad_clip",
+        "micro_batch_size",
+        "micro_batch_tokens",
+        "gradient_checkpointing",
+        "share_prompt",
+        "logprob_chunk_rows",
+    )
+
     def __init__(
         self, model, cfg: TorchEngineConfig, *, total_steps: int, need_reference: bool, temperature: float = 1.0
     ) -> None:
@@ -189,17 +207,95 @@ class TorchEngine:
         )
 
     def load(self, directory: Path) -> None:
-        from safetensors.torch import load_file
+        """Restore weights, optimizer and scheduler from `directory`, all or nothing.
 
-        state = {}
-        for shard in sorted(directory.glob("*.safetensors")):
-            state.update(load_file(shard))
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        tied = {name for name in missing if "lm_head" in name}
-        if set(missing) - tied or unexpected:
-            raise ValueError(f"checkpoint {directory}: missing {sorted(set(missing) - tied)}, unexpected {unexpected}")
-        if getattr(self.model.config, "tie_word_embeddings", False):
+        Every file is read and checked against this model and optimizer first (CheckpointError naming the file);
+        only then is anything applied. The optimizer's hyperparameters and the lr schedule are then re-derived
+        from this engine's config (see RESUME_KEYS), so a resumed run trains with the values it records.
+        """
+        from rlpost.checkpoint import CheckpointError, read_torch
+
+        weights = _read_weights(directory)
+        expected = self.model.state_dict()
+        tied = getattr(self.model.config, "tie_word_embeddings", False)
+        for name, tensor in expected.items():
+            if name not in weights and not (tied and "lm_head" in name):
+                raise CheckpointError(f"{directory}: model weight {name} missing (another model?)")
+            if name in weights and weights[name].shape != tensor.shape:
+                raise CheckpointError(
+                    f"{directory}: model weight {name} has shape {tuple(weights[name].shape)}, this model's is "
+                    f"{tuple(tensor.shape)} (another model?)"
+                )
+        unexpected = sorted(set(weights) - set(expected))
+        if unexpected:
+            raise CheckpointError(f"{directory}: unexpected model weights {unexpected[:3]} (another model?)")
+        states = read_torch(directory / "optimizer.pt")
+        problem = _optimizer_mismatch(states, self.optimizer)
+        if problem:
+            raise CheckpointError(f"{directory / 'optimizer.pt'}: {problem}")
+        # nothing below can fail on what was checked above
+        self.model.load_state_dict(weights, strict=False)
+        if tied:
             self.model.tie_weights()
-        states = torch.load(directory / "optimizer.pt", weights_only=True)
         self.optimizer.load_state_dict(states["optimizer"])
         self.scheduler.load_state_dict(states["scheduler"])
+        self._apply_config()
+
+    def _apply_config(self) -> None:
+        """Re-derive AdamW's hyperparameters and the scheduled lr from self.cfg over the restored moments and step.
+
+        LambdaLR restores `base_lrs` (the old peak lr) from its state dict and the optimizer restores each group's
+        lr, betas, eps and weight decay: without this a new trainer.lr would be recorded but never used.
+        """
+        cfg = self.cfg
+        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        for group in self.optimizer.param_groups:
+            group.update(
+                initial_lr=cfg.lr,
+                lr=cfg.lr * factor,
+                betas=(cfg.beta1, cfg.beta2),
+                eps=cfg.adam_eps,
+                weight_decay=cfg.weight_decay,
+            )
+        self.scheduler.base_lrs = [cfg.lr for _ in self.optimizer.param_groups]
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
+def _read_weights(directory: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    from rlpost.checkpoint import CheckpointError
+
+    shards = sorted(directory.glob("*.safetensors"))
+    if not shards:
+        raise CheckpointError(f"{directory}: no *.safetensors model weights")
+    weights: dict[str, Tensor] = {}
+    for shard in shards:
+        try:
+            weights.update(load_file(shard))
+        except Exception as error:  # truncated or overwritten file: safetensors' header or sizes do not add up
+            raise CheckpointError(f"{shard}: unreadable ({' '.join(str(error).split())[:200]})") from None
+    return weights
+
+
+def _optimizer_mismatch(states: dict, optimizer: torch.optim.Optimizer) -> str | None:
+    """Why `states` cannot restore `optimizer` (other parameter count or shapes); None when it fits."""
+    if not {"optimizer", "scheduler"} <= set(states):
+        return "missing 'optimizer' or 'scheduler'"
+    saved = states["optimizer"]
+    if not isinstance(saved, dict) or not {"state", "param_groups"} <= set(saved):
+        return "not an optimizer state dict"
+    groups = optimizer.param_groups
+    if [len(g["params"]) for g in saved["param_groups"]] != [len(g["params"]) for g in groups]:
+        return "parameter groups differ from this model's (another model?)"
+    params = [p for group in groups for p in group["params"]]
+    for index, state in saved["state"].items():
+        if not isinstance(index, int) or not 0 <= index < len(params):
+            return f"state for unknown parameter {index}"
+        for key in ("exp_avg", "exp_avg_sq"):
+            found, expected = tuple(state.get(key, params[index]).shape), tuple(params[index].shape)
+            if found != expected:
+                return f"{key} of parameter {index} has shape {found}, expected {expected} (another model?)"
+    if not isinstance(states["scheduler"], dict) or "last_epoch" not in states["scheduler"]:
+        return "not a scheduler state dict"
+    return None
