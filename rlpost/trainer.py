@@ -20,7 +20,6 @@ from rlpost.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     read_config,
-    read_trainer_state,
     save_checkpoint,
 )
 from rlpost.config import ConfigError, Validated
@@ -371,7 +370,7 @@ def _restore(cfg: Validated, run_dir: Path, parts: Parts, say) -> Start:
         existing = list_checkpoints(run_dir / "checkpoints")
         if existing:  # a fresh start here would mix with (and prune) that run's checkpoints
             raise ConfigError(
-                f"resume={cfg.run.resume}: {run_dir} already holds a run (checkpoints up to {existing[-1].name}); "
+                f"resume=null: {run_dir} already holds a run (checkpoints up to {existing[-1].name}); "
                 f"give a new hydra.run.dir for a fresh run, or resume=auto to continue this one"
             )
         for name in ("metrics.jsonl", "samples.jsonl"):  # from a run killed before its first checkpoint
@@ -393,15 +392,16 @@ def _restore(cfg: Validated, run_dir: Path, parts: Parts, say) -> Start:
 
 def _resume_from(directory: Path, cfg: Validated, run_dir: Path, parts: Parts, say, damaged: list[str]) -> Start:
     """Resume from `directory` if the command allows it; CheckpointError when one of its files is damaged."""
-    recorded, trainer_state = read_config(directory), read_trainer_state(directory)
+    recorded = read_config(directory)
     engine_keys = tuple(getattr(parts.engine, "RESUME_KEYS", ()))
     changes = resume_changes(recorded, config_record(cfg), engine_keys, f"checkpoint {directory}")
-    if trainer_state["step"] >= cfg.run.steps:
+    state, sampler = load_checkpoint(directory, parts.engine, parts.sampler)  # intact, or CheckpointError
+    if state["step"] >= cfg.run.steps:  # only now: a damaged final checkpoint falls back and replays the last steps
         raise ConfigError(
-            f"steps={cfg.run.steps}: {directory} is at step {trainer_state['step']}, so this run is already done; "
-            f"raise steps to train on (e.g. steps={trainer_state['step'] + 100})"
+            f"steps={cfg.run.steps}: {directory} is at step {state['step']}, so this run is already done; "
+            f"raise steps to train on (e.g. steps={state['step'] + 100})"
         )
-    state, parts.sampler = load_checkpoint(directory, parts.engine, parts.sampler)
+    parts.sampler = sampler
     if damaged:
         say(f"resume=auto: damaged {', '.join(damaged)}; resuming from {directory.name} instead")
     for name in ("metrics.jsonl", "samples.jsonl"):
