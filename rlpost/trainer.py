@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from rlpost import distributed
 from rlpost.advantages import compute_advantages
 from rlpost.algos import minibatch_statistics, needs_minibatch_statistics, policy_loss
 from rlpost.algos.common import Normalizer
@@ -19,11 +20,12 @@ from rlpost.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from rlpost.config import ConfigError, Validated, to_dict
 from rlpost.data import Prompts, load_splits
 from rlpost.engine import ENGINES
-from rlpost.logging import PhaseTimer, RunLog, truncate_jsonl
+from rlpost.logging import PhaseTimer, RunLog, SilentLog, truncate_jsonl
 from rlpost.models import load_model
 from rlpost.rewards import score
 from rlpost.rewards.isolation import RewardFailure
 from rlpost.rollout import ROLLOUTS, Request
+from rlpost.rollout.sharded import ShardedRollout
 from rlpost.samplers import SamplerContext, build_sampler, collect_rollouts
 
 
@@ -42,7 +44,9 @@ class Parts:
 def build(cfg: Validated) -> Parts:
     torch.manual_seed(cfg.run.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)  # same seed -> same metrics (CPU)
-    model, tokenizer = load_model(cfg.model)
+    engine_class = ENGINES.get(cfg.trainer.name).component
+    with engine_class.loading_model(cfg.trainer):  # ZeRO-3: parameters are partitioned as they load
+        model, tokenizer = load_model(cfg.model)
     splits = load_splits(cfg.data, tokenizer)
     longest = max(len(ids) for split in splits.values() for ids in split.token_ids) + cfg.rollout.max_new_tokens
     max_positions = getattr(model.config, "max_position_embeddings", longest)
@@ -52,7 +56,7 @@ def build(cfg: Validated) -> Parts:
             f"over the model's context of {max_positions}"
         )
     updates = cfg.run.steps * cfg.run.ppo_epochs * cfg.run.minibatches
-    engine = ENGINES.get(cfg.trainer.name).component(
+    engine = engine_class(
         model,
         cfg.trainer,
         total_steps=updates,
@@ -60,6 +64,8 @@ def build(cfg: Validated) -> Parts:
         temperature=cfg.rollout.temperature,
     )
     rollout = ROLLOUTS.get(cfg.rollout.name).component(model, tokenizer, cfg.rollout)
+    if distributed.world_size() > 1:  # each rank generates a share; every rank sees the whole batch
+        rollout = ShardedRollout(rollout, lockstep=engine.lockstep)
     context = SamplerContext(
         num_prompts=len(splits["train"]),
         prompts_per_step=cfg.run.prompts_per_step,
@@ -128,7 +134,12 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
             totals: dict[str, float] = {"loss": 0.0}
             parts: list[dict] = []
             finite = True
-            for micro in minibatch.micro_batches(cfg.trainer.micro_batch_size, cfg.trainer.micro_batch_tokens):
+            mine = minibatch.shard(distributed.rank(), distributed.world_size())  # whole groups of this rank
+            micros = mine.micro_batches(cfg.trainer.micro_batch_size, cfg.trainer.micro_batch_tokens)
+            count = distributed.max_int(len(micros))  # every rank runs as many forward/backward passes
+            for index in range(count):
+                padding = index >= len(micros)  # a rank with fewer micro-batches joins with a zero loss
+                micro = minibatch.select(torch.tensor([0])).trim_padding() if padding else micros[index]
                 logprobs, entropy = engine.forward(micro, entropy_grad=cfg.algo.needs_entropy_grad)
                 old = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
                 loss, metrics = policy_loss(
@@ -144,15 +155,19 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
                     sampling_logprobs=micro.sampling_logprobs,
                     stats=micro.minibatch_stats,
                 )
-                if not torch.isfinite(loss):
+                if not distributed.all_true(bool(torch.isfinite(loss))):
                     finite = False
                     break
-                engine.backward(loss)
-                totals["loss"] += float(loss.detach())
-                parts.append(metrics)
+                if padding:
+                    loss = loss * 0.0
+                engine.backward(loss, boundary=index == count - 1)
+                if not padding:
+                    totals["loss"] += float(loss.detach())
+                    parts.append(metrics)
             update = engine.step(skip=not finite)
+            totals["loss"] = distributed.sum_float(totals["loss"])  # ranks hold shares of the minibatch loss
             history.append(totals | _mean(parts) | update)
-    return _mean(history)
+    return distributed.mean_metrics(_mean(history))
 
 
 def statistics_of_minibatch(minibatch: RolloutBatch, engine, cfg: Validated) -> dict[str, torch.Tensor]:
@@ -221,6 +236,12 @@ class Preemption:
     def _handle(self, signum, frame) -> None:
         self.requested = signum
 
+    def agree(self) -> bool:
+        """Whether some rank got a signal; a rank that did not then stops too (with nothing to hand over)."""
+        if distributed.any_true(bool(self.requested)) and not self.requested:
+            self.requested = -1
+        return bool(self.requested)
+
     def hand_over(self) -> None:
         """Pass the signal to the handler bound before ours (submitit's requeue under Slurm; it may exit)."""
         handler = self.previous.get(self.requested)
@@ -246,7 +267,7 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     parts = build(cfg)
     state, resumed_from = _restore(cfg, run_dir, parts)
-    log = log or RunLog(run_dir, cfg.logger, cfg.run.steps)
+    log = log or (RunLog(run_dir, cfg.logger, cfg.run.steps) if distributed.is_main() else SilentLog())
     preemption = Preemption()
     started = time.time() - state["seconds"]
     skipped_in_a_row = 0
@@ -272,6 +293,7 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
             log.metrics({"step": step, **dict(sorted(metrics.items()))})
             log.samples(step, _sample_rows(batch, parts, cfg.run.samples_per_step))
             last = step == cfg.run.steps
+            preemption.agree()  # a signal may reach one rank only: every rank stops at this step
             if last or preemption.requested or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
                 state.update(step=step, seconds=time.time() - started)
                 _checkpoint(cfg, run_dir, parts, state)
@@ -280,7 +302,8 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
                 preemption.hand_over()  # under Slurm: submitit requeues the job and exits here
                 return {"preempted": True, "step": step}
         summary = _summary(cfg, run_dir, state, time.time() - started)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if distributed.is_main():
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         log.print(
             f"run dir {run_dir}: held-out accuracy {summary['eval_accuracy_start']:.3f} -> "
             f"{summary['eval_accuracy_end']:.3f} in {summary['seconds']:.0f}s"
@@ -303,7 +326,7 @@ def _restore(cfg: Validated, run_dir: Path, parts: Parts) -> tuple[dict, Path | 
     state = {"step": 0, "eval_history": {}, "seconds": 0.0}
     if resume_from is not None:
         state = load_checkpoint(resume_from, parts.engine, parts.sampler)
-    for name in ("metrics.jsonl", "samples.jsonl"):
+    for name in ("metrics.jsonl", "samples.jsonl") if distributed.is_main() else ():
         if resume_from is not None:
             truncate_jsonl(run_dir / name, state["step"])
         else:
