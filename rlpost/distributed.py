@@ -171,7 +171,6 @@ def launch_local_ranks(nproc: int, cli_args: list[str]) -> int:
         "rlpost.cli",
         *cli_args,
     ]
-    env = dict(
-        os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    )
+    threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # cores split by rank
+    env = dict(os.environ, OMP_NUM_THREADS=threads)
     return subprocess.run(command, env=env).returncode

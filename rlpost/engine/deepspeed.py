@@ -132,7 +132,7 @@ def _load_again(model):
     path = model.config._name_or_path
     if not path or not Path(path).is_dir():
         raise ConfigError(
-            f"trainer.stage=3 with algo.kl_coef > 0 loads the reference model again; {path!r} is no local dir"
+            f"trainer.stage: ZeRO-3 with algo.kl_coef > 0 loads the reference model again, but {path!r} is no local dir"
         )
     return AutoModelForCausalLM.from_pretrained(path, dtype=model.dtype)
 
