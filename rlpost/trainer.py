@@ -131,43 +131,47 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
         for minibatch in batch.split(cfg.run.minibatches, shuffle):
             norm = Normalizer.of(minibatch.loss_mask, minibatch.group_index, norm_length, minibatch.advantages)
             minibatch.minibatch_stats = statistics_of_minibatch(minibatch, engine, cfg)  # {} for most algos
-            totals: dict[str, float] = {"loss": 0.0}
-            parts: list[dict] = []
-            finite = True
-            mine = minibatch.shard(distributed.rank(), distributed.world_size())  # whole groups of this rank
-            micros = mine.micro_batches(cfg.trainer.micro_batch_size, cfg.trainer.micro_batch_tokens)
-            count = distributed.max_int(len(micros))  # every rank runs as many forward/backward passes
-            for index in range(count):
-                padding = index >= len(micros)  # a rank with fewer micro-batches joins with a zero loss
-                micro = minibatch.select(torch.tensor([0])).trim_padding() if padding else micros[index]
-                logprobs, entropy = engine.forward(micro, entropy_grad=cfg.algo.needs_entropy_grad)
-                old = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
-                loss, metrics = policy_loss(
-                    cfg.algo,
-                    logprobs=logprobs,
-                    old_logprobs=old,
-                    advantages=micro.advantages,
-                    mask=micro.loss_mask,
-                    norm=norm,
-                    group_index=micro.group_index,
-                    ref_logprobs=micro.ref_logprobs,
-                    entropy=entropy,
-                    sampling_logprobs=micro.sampling_logprobs,
-                    stats=micro.minibatch_stats,
-                )
-                if not distributed.all_true(bool(torch.isfinite(loss))):
-                    finite = False
-                    break
-                if padding:
-                    loss = loss * 0.0
-                engine.backward(loss, boundary=index == count - 1)
-                if not padding:
-                    totals["loss"] += float(loss.detach())
-                    parts.append(metrics)
-            update = engine.step(skip=not finite)
-            totals["loss"] = distributed.sum_float(totals["loss"])  # ranks hold shares of the minibatch loss
-            history.append(totals | _mean(parts) | update)
+            totals, finite = accumulate_gradients(minibatch, norm, engine, cfg)
+            history.append(totals | engine.step(skip=not finite))
     return distributed.mean_metrics(_mean(history))
+
+
+def accumulate_gradients(minibatch: RolloutBatch, norm: Normalizer, engine, cfg: Validated) -> tuple[dict, bool]:
+    """Backward of the minibatch loss, micro-batch by micro-batch; (loss and algo metrics, all losses finite).
+
+    With several ranks each rank takes its own whole groups of the minibatch (the loss keeps the minibatch's
+    denominators, so the ranks' losses add up to the minibatch loss), and every rank runs as many passes: a rank
+    with fewer micro-batches joins the collectives with a zero loss.
+    """
+    mine = minibatch.shard(distributed.rank(), distributed.world_size())
+    micros = mine.micro_batches(cfg.trainer.micro_batch_size, cfg.trainer.micro_batch_tokens)
+    count = distributed.max_int(len(micros))
+    loss_sum, parts = 0.0, []
+    for index in range(count):
+        padding = index >= len(micros)
+        micro = minibatch.select(torch.tensor([0])).trim_padding() if padding else micros[index]
+        logprobs, entropy = engine.forward(micro, entropy_grad=cfg.algo.needs_entropy_grad)
+        old = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
+        loss, metrics = policy_loss(
+            cfg.algo,
+            logprobs=logprobs,
+            old_logprobs=old,
+            advantages=micro.advantages,
+            mask=micro.loss_mask,
+            norm=norm,
+            group_index=micro.group_index,
+            ref_logprobs=micro.ref_logprobs,
+            entropy=entropy,
+            sampling_logprobs=micro.sampling_logprobs,
+            stats=micro.minibatch_stats,
+        )
+        if not distributed.all_true(bool(torch.isfinite(loss))):  # every rank skips the update together
+            return {"loss": float("nan")} | _mean(parts), False
+        engine.backward(loss * 0.0 if padding else loss, boundary=index == count - 1)
+        if not padding:
+            loss_sum += float(loss.detach())
+            parts.append(metrics)
+    return {"loss": distributed.sum_float(loss_sum)} | _mean(parts), True
 
 
 def statistics_of_minibatch(minibatch: RolloutBatch, engine, cfg: Validated) -> dict[str, torch.Tensor]:
@@ -176,7 +180,8 @@ def statistics_of_minibatch(minibatch: RolloutBatch, engine, cfg: Validated) -> 
     the minibatch is one micro-batch (the algo then takes the statistic over the tensors it gets: the minibatch)."""
     if not needs_minibatch_statistics(cfg.algo):
         return {}
-    if len(minibatch.micro_batch_rows(cfg.trainer.micro_batch_size, cfg.trainer.micro_batch_tokens)) == 1:
+    micro_batches = len(minibatch.micro_batch_rows(cfg.trainer.micro_batch_size, cfg.trainer.micro_batch_tokens))
+    if micro_batches == 1 and distributed.world_size() == 1:  # ranks each hold a part: they need the pre-pass
         return {}
     logprobs, entropy = _forward_without_grad(minibatch, engine, cfg)
     return minibatch_statistics(
