@@ -15,7 +15,7 @@ $(BIN)/python:
 install: $(BIN)/python
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
 		$(BIN)/pip install -q $(GPU_TORCH); else $(BIN)/pip install -q $(CPU_TORCH); fi
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e ".[deepspeed]"
 	@# transformers and friends may pull torchvision/torchaudio builds that break beside the CPU torch
 	@$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 

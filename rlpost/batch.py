@@ -94,6 +94,16 @@ class RolloutBatch:
             sizes[target] += len(rows)
         return [torch.cat(rows) for rows in chosen]
 
+    def shard(self, rank: int, world: int) -> RolloutBatch:
+        """This rank's whole groups of the batch, balanced by completions (data-parallel training)."""
+        if world == 1:
+            return self
+        from rlpost.distributed import shard_groups
+
+        groups, sizes = torch.unique(self.group_index, return_counts=True)  # [G], [G]
+        owned = groups[shard_groups(sizes.tolist(), world)[rank]]
+        return self.select(torch.isin(self.group_index, owned).nonzero().squeeze(1))
+
     def micro_batches(self, size: int, max_tokens: int = 0) -> list[RolloutBatch]:
         """Sub-batches for gradient accumulation, each trimmed of its all-padding columns.
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import yaml
 
+from rlpost import distributed
 from rlpost.config import ConfigError
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -69,25 +70,34 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(
     root: Path, step: int, engine, tokenizer, sampler_state: dict, trainer_state: dict, keep: int, config: dict
 ) -> Path:
-    """Write checkpoints/step_{step} atomically and prune to the newest `keep`; `config` is recorded beside it."""
-    root.mkdir(parents=True, exist_ok=True)
+    """Write checkpoints/step_{step} atomically and prune to the newest `keep`; `config` is recorded beside it.
+
+    Several ranks: every rank writes its engine shard into rank 0's temporary dir; only rank 0 creates, renames
+    and prunes, between barriers, so no rank deletes a write in flight.
+    """
     final = root / f"step_{step}"
-    tmp = root / f".tmp_step_{step}_{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = root / distributed.broadcast_object(f".tmp_step_{step}_{os.getpid()}")  # rank 0's name on every rank
+    if distributed.is_main():
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    distributed.barrier()
     engine.save(tmp, tokenizer)
-    torch.save({"rng": rng_state(), "sampler": sampler_state}, tmp / "state.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2) + "\n")
-    (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
-    _fsync_tree(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-    _fsync_dir(root)
-    for old in list_checkpoints(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    for partial in root.glob(".tmp_step_*"):  # left by a process killed mid-write
-        shutil.rmtree(partial, ignore_errors=True)
+    distributed.barrier()
+    if distributed.is_main():
+        torch.save({"rng": rng_state(), "sampler": sampler_state}, tmp / "state.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2) + "\n")
+        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+        _fsync_tree(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        _fsync_dir(root)
+        for old in list_checkpoints(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        for partial in root.glob(".tmp_step_*"):  # left by a process killed mid-write
+            shutil.rmtree(partial, ignore_errors=True)
+    distributed.barrier()
     return final
 
 

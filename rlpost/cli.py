@@ -38,6 +38,8 @@ def _train(cfg: DictConfig) -> float | None:
     try:
         validated = validate(cfg)
         _one_process_per_task(validated)
+        if _wants_ranks(validated):  # this process starts the ranks; they write the run's status and outputs
+            return _run_ranks(validated.trainer.nproc_per_node)
         with run_status(run_dir, stopped=RunStopped) as outcome:
             summary = train(validated, run_dir, launch=Launch.from_hydra(cfg))
             outcome.finish(summary)
@@ -79,6 +81,26 @@ def _one_process_per_task(cfg) -> None:
             f"hydra.launcher.tasks_per_node: {world} processes per job, but trainer=torch runs in one "
             "(use a multi-process trainer such as trainer=deepspeed_zero2, or tasks_per_node=1 nodes=1)"
         )
+
+
+def _wants_ranks(validated) -> bool:
+    """trainer.nproc_per_node > 1 and this process is not yet one of the ranks."""
+    from rlpost.distributed import env_rank
+
+    return getattr(validated.trainer, "nproc_per_node", 1) > 1 and env_rank()[1] == 1
+
+
+def _run_ranks(nproc: int) -> None:
+    """Start `nproc` ranks of this very job in this job's run dir (fixed here, so `${now:}` cannot differ)."""
+    from rlpost.distributed import launch_local_ranks
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = hydra_cfg.runtime.output_dir
+    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra.run.dir=")]
+    code = launch_local_ranks(nproc, [*overrides, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"])
+    if code != 0:
+        print(f"rlpost-train: {nproc} ranks in {run_dir} ended with exit code {code}", file=sys.stderr)
+        sys.exit(code)
 
 
 def _config_exit(message: str) -> None:

@@ -119,6 +119,25 @@ class RunLog:
         self.console.print(message, highlight=False, soft_wrap=True)
 
 
+class SilentLog:
+    """What ranks other than 0 log: nothing (rank 0 writes metrics, samples and the console)."""
+
+    def __enter__(self) -> SilentLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def metrics(self, record: dict) -> None:
+        pass
+
+    def samples(self, step: int, rows: list[dict]) -> None:
+        pass
+
+    def print(self, message: str) -> None:
+        pass
+
+
 class PhaseTimer:
     """Seconds per named phase of a step: `with timer("generate"): ...` -> {"time_generate": s}."""
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from rlpost import distributed
 from rlpost.advantages import compute_advantages
 from rlpost.algos import minibatch_statistics, needs_minibatch_statistics, policy_loss
 from rlpost.algos.common import Normalizer
@@ -25,12 +26,13 @@ from rlpost.checkpoint import (
 from rlpost.config import ConfigError, Validated
 from rlpost.data import Prompts, load_splits
 from rlpost.engine import ENGINES
-from rlpost.logging import PhaseTimer, RunLog, truncate_jsonl
+from rlpost.logging import PhaseTimer, RunLog, SilentLog, truncate_jsonl
 from rlpost.models import load_model
 from rlpost.resume import config_record, resume_changes
 from rlpost.rewards import score
 from rlpost.rewards.isolation import RewardFailure
 from rlpost.rollout import ROLLOUTS, Request
+from rlpost.rollout.sharded import ShardedRollout
 from rlpost.rundir import Launch, record_launch
 from rlpost.samplers import SamplerContext, build_sampler, collect_rollouts
 
@@ -51,7 +53,9 @@ class Parts:
 def build(cfg: Validated) -> Parts:
     torch.manual_seed(cfg.run.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)  # same seed -> same metrics (CPU)
-    model, tokenizer = load_model(cfg.model)
+    engine_class = ENGINES.get(cfg.trainer.name).component
+    with engine_class.loading_model(cfg.trainer):  # ZeRO-3: parameters are partitioned as they load
+        model, tokenizer = load_model(cfg.model)
     splits = load_splits(cfg.data, tokenizer)
     longest = max(len(ids) for split in splits.values() for ids in split.token_ids) + cfg.rollout.max_new_tokens
     max_positions = getattr(model.config, "max_position_embeddings", longest)
@@ -61,7 +65,7 @@ def build(cfg: Validated) -> Parts:
             f"over the model's context of {max_positions}"
         )
     updates = cfg.run.steps * cfg.run.ppo_epochs * cfg.run.minibatches
-    engine = ENGINES.get(cfg.trainer.name).component(
+    engine = engine_class(
         model,
         cfg.trainer,
         total_steps=updates,
@@ -69,6 +73,8 @@ def build(cfg: Validated) -> Parts:
         temperature=cfg.rollout.temperature,
     )
     rollout = ROLLOUTS.get(cfg.rollout.name).component(model, tokenizer, cfg.rollout)
+    if distributed.world_size() > 1:  # each rank generates a share; every rank sees the whole batch
+        rollout = ShardedRollout(rollout, lockstep=engine.lockstep)
     context = SamplerContext(
         num_prompts=len(splits["train"]),
         prompts_per_step=cfg.run.prompts_per_step,
@@ -136,34 +142,47 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
         for minibatch in batch.split(cfg.run.minibatches, shuffle):
             norm = Normalizer.of(minibatch.loss_mask, minibatch.group_index, norm_length, minibatch.advantages)
             minibatch.minibatch_stats = statistics_of_minibatch(minibatch, engine, cfg)  # {} for most algos
-            totals: dict[str, float] = {"loss": 0.0}
-            parts: list[dict] = []
-            finite = True
-            for micro in minibatch.micro_batches(cfg.trainer.micro_batch_size, cfg.trainer.micro_batch_tokens):
-                logprobs, entropy = engine.forward(micro, entropy_grad=cfg.algo.needs_entropy_grad)
-                old = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
-                loss, metrics = policy_loss(
-                    cfg.algo,
-                    logprobs=logprobs,
-                    old_logprobs=old,
-                    advantages=micro.advantages,
-                    mask=micro.loss_mask,
-                    norm=norm,
-                    group_index=micro.group_index,
-                    ref_logprobs=micro.ref_logprobs,
-                    entropy=entropy,
-                    sampling_logprobs=micro.sampling_logprobs,
-                    stats=micro.minibatch_stats,
-                )
-                if not torch.isfinite(loss):
-                    finite = False
-                    break
-                engine.backward(loss)
-                totals["loss"] += float(loss.detach())
-                parts.append(metrics)
-            update = engine.step(skip=not finite)
-            history.append(totals | _mean(parts) | update)
-    return _mean(history)
+            totals, finite = accumulate_gradients(minibatch, norm, engine, cfg)
+            history.append(totals | engine.step(skip=not finite))
+    return distributed.mean_metrics(_mean(history))
+
+
+def accumulate_gradients(minibatch: RolloutBatch, norm: Normalizer, engine, cfg: Validated) -> tuple[dict, bool]:
+    """Backward of the minibatch loss, micro-batch by micro-batch; (loss and algo metrics, all losses finite).
+
+    With several ranks each rank takes its own whole groups of the minibatch (the loss keeps the minibatch's
+    denominators, so the ranks' losses add up to the minibatch loss), and every rank runs as many passes: a rank
+    with fewer micro-batches joins the collectives with a zero loss.
+    """
+    mine = minibatch.shard(distributed.rank(), distributed.world_size())
+    micros = mine.micro_batches(cfg.trainer.micro_batch_size, cfg.trainer.micro_batch_tokens)
+    count = distributed.max_int(len(micros))
+    loss_sum, parts = 0.0, []
+    for index in range(count):
+        padding = index >= len(micros)
+        micro = minibatch.select(torch.tensor([0])).trim_padding() if padding else micros[index]
+        logprobs, entropy = engine.forward(micro, entropy_grad=cfg.algo.needs_entropy_grad)
+        old = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
+        loss, metrics = policy_loss(
+            cfg.algo,
+            logprobs=logprobs,
+            old_logprobs=old,
+            advantages=micro.advantages,
+            mask=micro.loss_mask,
+            norm=norm,
+            group_index=micro.group_index,
+            ref_logprobs=micro.ref_logprobs,
+            entropy=entropy,
+            sampling_logprobs=micro.sampling_logprobs,
+            stats=micro.minibatch_stats,
+        )
+        if not distributed.all_true(bool(torch.isfinite(loss))):  # every rank skips the update together
+            return {"loss": float("nan")} | _mean(parts), False
+        engine.backward(loss * 0.0 if padding else loss, boundary=index == count - 1)
+        if not padding:
+            loss_sum += float(loss.detach())
+            parts.append(metrics)
+    return {"loss": distributed.sum_float(loss_sum)} | _mean(parts), True
 
 
 def statistics_of_minibatch(minibatch: RolloutBatch, engine, cfg: Validated) -> dict[str, torch.Tensor]:
@@ -172,7 +191,8 @@ def statistics_of_minibatch(minibatch: RolloutBatch, engine, cfg: Validated) -> 
     the minibatch is one micro-batch (the algo then takes the statistic over the tensors it gets: the minibatch)."""
     if not needs_minibatch_statistics(cfg.algo):
         return {}
-    if len(minibatch.micro_batch_rows(cfg.trainer.micro_batch_size, cfg.trainer.micro_batch_tokens)) == 1:
+    micro_batches = len(minibatch.micro_batch_rows(cfg.trainer.micro_batch_size, cfg.trainer.micro_batch_tokens))
+    if micro_batches == 1 and distributed.world_size() == 1:  # ranks each hold a part: they need the pre-pass
         return {}
     logprobs, entropy = _forward_without_grad(minibatch, engine, cfg)
     return minibatch_statistics(
@@ -260,6 +280,12 @@ class Preemption:
     def _handle(self, signum, frame) -> None:
         self.requested = signum
 
+    def agree(self) -> bool:
+        """Whether some rank got a signal; a rank that did not then stops too (with nothing to hand over)."""
+        if distributed.any_true(bool(self.requested)) and not self.requested:
+            self.requested = -1
+        return bool(self.requested)
+
     def hand_over(self) -> None:
         """Pass the signal to the handler bound before ours (submitit's requeue under Slurm; it may exit)."""
         handler = self.previous.get(self.requested)
@@ -298,12 +324,13 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None, launch: Laun
     run_dir.mkdir(parents=True, exist_ok=True)
     launch = launch or Launch()
     parts = build(cfg)
-    log = log or RunLog(run_dir, cfg.logger, cfg.run.steps)
+    log = log or (RunLog(run_dir, cfg.logger, cfg.run.steps) if distributed.is_main() else SilentLog())
     start = _restore(cfg, run_dir, parts, log.print)
     state = start.state
     if start.changes:
         state["resumes"] = state.get("resumes", []) + [{"step": state["step"], "changes": start.changes}]
-    record_launch(run_dir, launch, step=state["step"], checkpoint=start.checkpoint, changes=start.changes)
+    if distributed.is_main():  # rank 0 records the launch (.hydra files, run_info.json)
+        record_launch(run_dir, launch, step=state["step"], checkpoint=start.checkpoint, changes=start.changes)
     started = time.time() - state["seconds"]
     skipped_in_a_row = 0
     with Preemption() as preemption, log, _stops_on_reward_failure():
@@ -333,6 +360,7 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None, launch: Laun
             log.metrics({"step": step, **dict(sorted(metrics.items()))})
             log.samples(step, _sample_rows(batch, parts, cfg.run.samples_per_step))
             last = step == cfg.run.steps
+            preemption.agree()  # a signal may reach one rank only: every rank stops at this step
             if last or preemption.requested or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
                 state.update(step=step, seconds=time.time() - started)
                 _checkpoint(cfg, run_dir, parts, state)
@@ -341,7 +369,8 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None, launch: Laun
                 preemption.hand_over()  # under Slurm: submitit requeues the job and exits here
                 return {"preempted": True, "step": step}
         summary = _summary(cfg, run_dir, state, time.time() - started, launch)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if distributed.is_main():
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         log.print(
             f"run dir {run_dir}: held-out accuracy {summary['eval_accuracy_start']:.3f} -> "
             f"{summary['eval_accuracy_end']:.3f} in {summary['seconds']:.0f}s"
@@ -373,7 +402,7 @@ def _restore(cfg: Validated, run_dir: Path, parts: Parts, say) -> Start:
                 f"resume=null: {run_dir} already holds a run (checkpoints up to {existing[-1].name}); "
                 f"give a new hydra.run.dir for a fresh run, or resume=auto to continue this one"
             )
-        for name in ("metrics.jsonl", "samples.jsonl"):  # from a run killed before its first checkpoint
+        for name in ("metrics.jsonl", "samples.jsonl") if distributed.is_main() else ():  # a run killed early
             (run_dir / name).unlink(missing_ok=True)
         return Start({"step": 0, "eval_history": {}, "seconds": 0.0})
     damaged: list[str] = []
@@ -404,7 +433,7 @@ def _resume_from(directory: Path, cfg: Validated, run_dir: Path, parts: Parts, s
     parts.sampler = sampler
     if damaged:
         say(f"resume=auto: damaged {', '.join(damaged)}; resuming from {directory.name} instead")
-    for name in ("metrics.jsonl", "samples.jsonl"):
+    for name in ("metrics.jsonl", "samples.jsonl") if distributed.is_main() else ():
         truncate_jsonl(run_dir / name, state["step"])
     return Start(state, directory, changes)
 

@@ -4,4 +4,5 @@ from rlpost.registry import Registry
 
 ENGINES = Registry("trainer")
 
+from rlpost.engine import deepspeed as _deepspeed_engine  # noqa: E402,F401  (registers trainer=deepspeed)
 from rlpost.engine import torch as _torch_engine  # noqa: E402,F401  (registers trainer=torch)

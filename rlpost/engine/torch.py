@@ -6,6 +6,7 @@ loss's gradient, and steps the optimizer.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -105,6 +106,13 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: floa
 
 @ENGINES.register("torch", TorchEngineConfig)
 class TorchEngine:
+    lockstep = False  # True where every forward pass is a collective (ZeRO-3): ranks must run as many
+
+    @staticmethod
+    def loading_model(cfg) -> contextlib.AbstractContextManager:
+        """Context in which the trainer loads the model (ZeRO-3 partitions parameters as they load)."""
+        return contextlib.nullcontext()
+
     # trainer.* keys that a resumed run may change: _apply_config (or each step) reads them from this config
     RESUME_KEYS = (
         "lr",
@@ -139,6 +147,10 @@ class TorchEngine:
 
     # -- log-probs ---------------------------------------------------------------------------------------
     def _logprobs(self, model, batch: RolloutBatch, with_entropy: bool) -> tuple[Tensor, Tensor]:
+        return self._head_logprobs(model, self._response_hidden(model, batch), batch.response_ids, with_entropy)
+
+    def _response_hidden(self, model, batch: RolloutBatch) -> Tensor:
+        """[B, T, H] final hidden states; position t predicts response token t."""
         shared = self.cfg.share_prompt and not getattr(model, "is_gradient_checkpointing", False)
         response_hidden = _shared_prompt_hidden(model, batch) if shared else None
         if response_hidden is None:
@@ -148,10 +160,14 @@ class TorchEngine:
             hidden = model.model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids)
             prompt_width = batch.prompt_ids.shape[1]
             response_hidden = hidden.last_hidden_state[:, prompt_width - 1 : -1]  # [B, T, H]: t predicts token t
+        return response_hidden
+
+    def _head_logprobs(self, model, hidden: Tensor, targets: Tensor, with_entropy: bool) -> tuple[Tensor, Tensor]:
+        """([B, T] log-probs of `targets`, [B, T] entropy) from hidden states, chunk by chunk over the LM head."""
         return token_logprobs(
-            response_hidden,
+            hidden,
             model.get_output_embeddings().weight,
-            batch.response_ids,
+            targets,
             temperature=self.temperature,
             with_entropy=with_entropy,
             chunk_rows=self.cfg.logprob_chunk_rows,
@@ -178,7 +194,8 @@ class TorchEngine:
         return logprobs, entropy if entropy_grad else entropy.detach()
 
     # -- update -----------------------------------------------------------------------------------------
-    def backward(self, loss: Tensor) -> None:
+    def backward(self, loss: Tensor, boundary: bool = True) -> None:
+        """Accumulate the gradient of `loss`; `boundary` marks a minibatch's last micro-batch (unused here)."""
         loss.backward()
 
     def step(self, skip: bool = False) -> dict[str, float]:

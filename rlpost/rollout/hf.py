@@ -40,6 +40,7 @@ class HFRollout:
 
     def __init__(self, model, tokenizer, cfg: SamplingConfig) -> None:
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
+        self.all_finished = bool  # several ranks in lockstep (ZeRO-3) replace it by an all-ranks agreement
 
     def sync_weights(self, named_tensors) -> None:
         """Colocated with the trainer's module: the weights are already the trained ones."""
@@ -124,7 +125,7 @@ class HFRollout:
             next_ids = next_ids.masked_fill(finished, pad_id)
             tokens.append(next_ids)
             finished |= next_ids == eos_id
-            if bool(finished.all()) or step == self.cfg.max_new_tokens - 1:
+            if self.all_finished(bool(finished.all())) or step == self.cfg.max_new_tokens - 1:
                 break
             attention = torch.cat([attention, torch.ones(rows, 1, dtype=attention.dtype)], dim=1)
             hidden = self.model.model(
@@ -150,6 +151,7 @@ class HFRollout:
             eos_token_id=self.tokenizer.eos_token_id,
             return_dict_in_generate=True,
             output_scores=not greedy,
+            synced_gpus=self.all_finished is not bool,
             **sampling,
         )
         response_ids = out.sequences[:, prompt_ids.shape[1] :]  # [B, T]
