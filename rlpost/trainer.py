@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import time
@@ -19,6 +20,13 @@ from rlpost.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from rlpost.config import ConfigError, Validated, to_dict
 from rlpost.data import Prompts, load_splits
 from rlpost.engine import ENGINES
+from rlpost.engine.precision import (
+    memory_metrics,
+    out_of_memory_message,
+    reset_peak_memory,
+    resolve_device,
+    resolve_precision,
+)
 from rlpost.logging import PhaseTimer, RunLog, truncate_jsonl
 from rlpost.models import load_model
 from rlpost.rewards import score
@@ -42,8 +50,9 @@ class Parts:
 def build(cfg: Validated) -> Parts:
     torch.manual_seed(cfg.run.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)  # same seed -> same metrics (CPU)
-    model, tokenizer = load_model(cfg.model)
-    splits = load_splits(cfg.data, tokenizer)
+    precision = resolve_precision(cfg.trainer.precision, resolve_device(cfg.trainer.device))
+    model, tokenizer = load_model(cfg.model, dtype=precision.param_dtype, device=precision.device)
+    splits = load_splits(cfg.data, tokenizer, cfg.model.chat_template_kwargs)
     longest = max(len(ids) for split in splits.values() for ids in split.token_ids) + cfg.rollout.max_new_tokens
     max_positions = getattr(model.config, "max_position_embeddings", longest)
     if longest > max_positions:
@@ -52,14 +61,18 @@ def build(cfg: Validated) -> Parts:
             f"over the model's context of {max_positions}"
         )
     updates = cfg.run.steps * cfg.run.ppo_epochs * cfg.run.minibatches
+    trainer_cfg = cfg.trainer
+    if getattr(trainer_cfg, "gradient_checkpointing", False) is None:  # null: the model preset's recommendation
+        trainer_cfg = dataclasses.replace(trainer_cfg, gradient_checkpointing=cfg.model.gradient_checkpointing)
     engine = ENGINES.get(cfg.trainer.name).component(
         model,
-        cfg.trainer,
+        trainer_cfg,
         total_steps=updates,
         need_reference=cfg.algo.kl_coef > 0,
         temperature=cfg.rollout.temperature,
+        precision=precision,
     )
-    rollout = ROLLOUTS.get(cfg.rollout.name).component(model, tokenizer, cfg.rollout)
+    rollout = ROLLOUTS.get(cfg.rollout.name).component(model, tokenizer, cfg.rollout, precision=precision)
     context = SamplerContext(
         num_prompts=len(splits["train"]),
         prompts_per_step=cfg.run.prompts_per_step,
@@ -78,6 +91,7 @@ def step_seed(seed: int, step: int) -> int:
 def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBatch]:
     """One GRPO-family step: select -> generate -> reward -> advantages -> log-probs -> update."""
     timer = PhaseTimer()
+    reset_peak_memory(parts.engine.device)
 
     def reward(batch: RolloutBatch) -> dict:
         with timer("reward"):
@@ -90,6 +104,7 @@ def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBa
         )
     timer.seconds["time_generate"] -= timer.seconds["time_reward"]
     metrics |= compute_advantages(cfg.advantage, batch)
+    batch = batch.to(parts.engine.device)  # rewards and samplers read it on the CPU; the engine on its device
     with timer("logprob"):
         if cfg.run.ppo_epochs > 1 or cfg.run.minibatches > 1:  # later updates are off-policy: freeze pi_old
             batch.old_logprobs = parts.engine.logprobs(batch)
@@ -104,16 +119,20 @@ def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBa
         parts.rollout.sync_weights(parts.engine.named_tensors())
     tokens = float(batch.response_mask.sum() + batch.prompt_mask.sum())
     step_seconds = sum(timer.seconds.values())
-    metrics |= timer.seconds | {
-        "reward_mean": float(batch.reward.mean()),
-        "reward_std": float(batch.reward.std()) if len(batch) > 1 else 0.0,
-        "response_length": float(batch.response_lengths.float().mean()),
-        "rollouts": len(batch),
-        "truncated_frac": float(batch.truncated.float().mean()) if batch.truncated is not None else 0.0,
-        "tokens_per_second": tokens / max(step_seconds, 1e-9),
-        "step_seconds": step_seconds,
-    }
-    return metrics, batch
+    metrics |= (
+        timer.seconds
+        | {
+            "reward_mean": float(batch.reward.mean()),
+            "reward_std": float(batch.reward.std()) if len(batch) > 1 else 0.0,
+            "response_length": float(batch.response_lengths.float().mean()),
+            "rollouts": len(batch),
+            "truncated_frac": float(batch.truncated.float().mean()) if batch.truncated is not None else 0.0,
+            "tokens_per_second": tokens / max(step_seconds, 1e-9),
+            "step_seconds": step_seconds,
+        }
+        | memory_metrics(parts.engine.device)
+    )
+    return metrics, batch.to("cpu")
 
 
 def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dict:
@@ -250,13 +269,15 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
     preemption = Preemption()
     started = time.time() - state["seconds"]
     skipped_in_a_row = 0
-    with log, _stops_on_reward_failure():
+    position = {"step": state["step"]}  # where an out-of-memory error happened
+    with log, _stops_on_reward_failure(), _stops_on_out_of_memory(parts, cfg, run_dir, position):
         if resumed_from is not None:
             log.print(f"resumed from {resumed_from} at step {state['step']}")
         else:
             state["eval_history"]["0"] = evaluate(parts, cfg)
             log.metrics({"step": 0, "eval_accuracy": state["eval_history"]["0"]})
         for step in range(state["step"] + 1, cfg.run.steps + 1):
+            position["step"] = step
             try:
                 metrics, batch = train_step(step, parts, cfg)
             except RewardFailure as error:
@@ -295,6 +316,20 @@ def _stops_on_reward_failure():
         yield
     except RewardFailure as error:
         raise RunStopped(str(error)) from error
+
+
+@contextmanager
+def _stops_on_out_of_memory(parts: Parts, cfg: Validated, run_dir: Path, position: dict):
+    """CUDA out of memory stops the run with one line: step, phase, the keys that reduce memory, last checkpoint.
+
+    Checkpoints are written atomically, so the last complete one is intact whatever phase ran out.
+    """
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        phase = getattr(error, "phase", "eval or checkpoint")  # every phase of train_step is named by its timer
+        message = out_of_memory_message(position["step"], phase, parts.engine.cfg, cfg.rollout, _last_good(run_dir))
+        raise RunStopped(message) from error
 
 
 def _restore(cfg: Validated, run_dir: Path, parts: Parts) -> tuple[dict, Path | None]:

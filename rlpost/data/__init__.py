@@ -34,17 +34,25 @@ def load_jsonl(cfg: JsonlConfig) -> dict[str, list[dict]]:
     return {"train": train, "eval": held_out}
 
 
-def render(rows: list[dict], tokenizer) -> Prompts:
-    """Token ids of `<chat template>(user: question) + assistant prefix` for each row."""
+def render(rows: list[dict], tokenizer, template_kwargs: dict | None = None) -> Prompts:
+    """Token ids of `<chat template>(user: question) + assistant prefix` for each row.
+
+    `template_kwargs` go to the model's own chat template (model.chat_template_kwargs, e.g. Qwen3's
+    enable_thinking).
+    """
     token_ids = [
         tokenizer.apply_chat_template(
-            [{"role": "user", "content": row["question"]}], add_generation_prompt=True, tokenize=True, return_dict=False
+            [{"role": "user", "content": row["question"]}],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
+            **(template_kwargs or {}),
         )
         for row in rows
     ]
     return Prompts(rows=rows, token_ids=[list(ids) for ids in token_ids])
 
 
-def load_splits(cfg, tokenizer) -> dict[str, Prompts]:
+def load_splits(cfg, tokenizer, template_kwargs: dict | None = None) -> dict[str, Prompts]:
     splits = DATASETS.get(cfg.name).component(cfg)
-    return {name: render(rows, tokenizer) for name, rows in splits.items()}
+    return {name: render(rows, tokenizer, template_kwargs) for name, rows in splits.items()}
