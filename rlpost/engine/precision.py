@@ -72,11 +72,6 @@ class Precision:
         """The dtype matmuls run in."""
         return torch.float32 if self.name == "fp32" else torch.bfloat16
 
-    @property
-    def frozen_dtype(self) -> torch.dtype:
-        """Weights that are never updated (the reference model): bf16 whenever compute is bf16 anyway."""
-        return self.compute_dtype
-
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on the engine's device under bf16-mixed; a no-op otherwise."""
         if self.name != "bf16-mixed":
@@ -84,18 +79,29 @@ class Precision:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
 
-def resolve_precision(spec: str, device: torch.device, key: str = "trainer.precision") -> Precision:
-    """`trainer.precision` for `device`: auto picks bf16-mixed on CUDA and fp32 on the CPU."""
+def check_precision(spec: str, key: str = "trainer.precision") -> str:
+    """The normalised name of a precision setting; fp16 and unknown names raise ConfigError naming `key`."""
     spec = str(spec).strip().lower()
-    if spec in ("fp16", "float16", "16-mixed", "fp16-mixed"):
+    if spec in ("fp16", "float16", "16-mixed", "fp16-mixed", "16"):
         raise ConfigError(
             f"{key}: fp16 is not supported (it needs a dynamic loss scaler, or small RL gradients underflow); "
             "use bf16-mixed (GPUs since Ampere, and CPUs) or fp32"
         )
     if spec not in PRECISIONS:
         raise ConfigError(f"{key}: {spec!r} is not one of {', '.join(PRECISIONS)}")
+    return spec
+
+
+def default_precision(device: torch.device) -> str:
+    """What precision=auto means: bf16-mixed on CUDA, fp32 on the CPU (exactly today's CPU numbers)."""
+    return "bf16-mixed" if device.type == "cuda" else "fp32"
+
+
+def resolve_precision(spec: str, device: torch.device, key: str = "trainer.precision") -> Precision:
+    """`trainer.precision` for `device`: auto picks bf16-mixed on CUDA and fp32 on the CPU."""
+    spec = check_precision(spec, key)
     if spec == "auto":
-        spec = "bf16-mixed" if device.type == "cuda" else "fp32"
+        spec = default_precision(device)
     if spec != "fp32" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"{key}: {spec} needs bfloat16, which {torch.cuda.get_device_name(device)} lacks; use fp32")
     if spec == "bf16":
