@@ -198,3 +198,19 @@ def test_out_of_memory_message_is_one_line_with_the_keys():
         "last good checkpoint: /run/checkpoints/step_5",
     ):
         assert part in message, part
+
+
+@pytest.mark.slow
+def test_cli_refuses_fp16_and_a_missing_gpu_with_one_line(tmp_path):
+    from tests.conftest import run_train
+
+    result = run_train("trainer.precision=fp16", run_dir=tmp_path / "fp16")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("rlpost-train: config error: trainer.precision: fp16")
+    if torch.cuda.is_available():
+        return
+    result = run_train("trainer.device=cuda", "debug=fast", run_dir=tmp_path / "cuda")
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("rlpost-train: config error: trainer.device: cuda requested"), last
+    assert not (tmp_path / "cuda" / "metrics.jsonl").exists()
