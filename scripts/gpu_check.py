@@ -12,7 +12,8 @@ zero gradient). Then it resumes from the checkpoint one step before the end, in 
 last step's metrics.
 
 Printed, one row per model: training tokens/s (prompt + completion tokens per second of the update phase),
-model FLOPs utilization (6 x compute parameters + attention per trained token, over --peak-tflops), peak memory
+model FLOPs utilization (6 x compute parameters + attention per token run, a group's prompt once, over the GPU's
+dense bf16 peak or --peak-tflops), peak memory
 (torch.cuda.max_memory_allocated; CPU RSS on the CPU) against an analytic estimate (masters, gradients, AdamW
 state, activations), generation tokens/s, and the checks: finite losses, weights changed by the last update,
 resume gives identical next-step metrics. Exits 1 when a check fails, 2 when a package is missing.
@@ -157,12 +158,16 @@ def _memory_estimate_gb(sizes: dict, args) -> float:
 
 
 def _flops_per_step(sizes: dict, record: dict, args) -> float:
-    """6 x compute parameters per token trained + causal attention (12 x layers x q width x context / 2)."""
+    """Model FLOPs of one update: per token actually run, 6 x compute parameters + causal attention
+    (12 x layers x query width x context / 2). A group's prompt runs once (trainer.share_prompt), so its tokens
+    count once per group, not once per completion."""
     config = sizes["config"]
-    tokens = record["tokens_per_second"] * record["step_seconds"]  # prompt + completion tokens of the batch
+    tokens = record["tokens_per_second"] * record["step_seconds"]  # prompt + completion tokens of every row
+    completion = record["response_length"] * record["rollouts"]
+    trained = completion + (tokens - completion) / args.n
     context = tokens / max(record["rollouts"], 1)
     attention = 12 * config.num_hidden_layers * config.num_attention_heads * config.head_dim * context / 2
-    return (6 * sizes["compute"] + attention) * tokens
+    return (6 * sizes["compute"] + attention) * trained
 
 
 def _peak_tflops(args) -> float | None:
