@@ -61,6 +61,20 @@ class RolloutBatch:
                 picked[spec.name] = [value[i] for i in rows.tolist()]
         return replace(self, **picked)
 
+    def to(self, device: torch.device | str) -> RolloutBatch:
+        """The same batch with every tensor on `device` (itself when they already are: no copy on the CPU)."""
+        device = torch.device(device)
+        if self.prompt_ids.device == device:
+            return self
+        moved, asynchronous = {}, device.type == "cuda"  # a device-to-host copy must finish before it is read
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, Tensor):
+                moved[spec.name] = value.to(device, non_blocking=asynchronous)
+            elif isinstance(value, dict):
+                moved[spec.name] = {key: t.to(device, non_blocking=asynchronous) for key, t in value.items()}
+        return replace(self, **moved)
+
     def split(self, parts: int, generator: torch.Generator | None = None) -> list[RolloutBatch]:
         """`parts` sub-batches (minibatches) of whole groups, balanced by rows (see `split_rows`)."""
         return [self.select(rows) for rows in self.split_rows(parts, generator)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +149,11 @@ class PhaseTimer:
         start = time.perf_counter()
         try:
             yield
+        except Exception as error:  # the innermost phase names where a step failed (e.g. out of memory)
+            if not hasattr(error, "phase"):
+                with suppress(AttributeError):  # a few built-in exception types take no attributes
+                    error.phase = phase
+            raise
         finally:
             key = f"time_{phase}"
             self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start

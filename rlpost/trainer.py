@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import time
@@ -26,6 +27,14 @@ from rlpost.checkpoint import (
 from rlpost.config import ConfigError, Validated
 from rlpost.data import Prompts, load_splits
 from rlpost.engine import ENGINES
+from rlpost.engine.precision import (
+    memory_metrics,
+    out_of_memory_message,
+    rank_device,
+    reset_peak_memory,
+    resolve_device,
+    resolve_precision,
+)
 from rlpost.logging import PhaseTimer, RunLog, SilentLog, truncate_jsonl
 from rlpost.models import load_model
 from rlpost.resume import config_record, resume_changes
@@ -53,10 +62,11 @@ class Parts:
 def build(cfg: Validated) -> Parts:
     torch.manual_seed(cfg.run.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)  # same seed -> same metrics (CPU)
+    precision = resolve_precision(cfg.trainer.precision, rank_device(resolve_device(cfg.trainer.device)))
     engine_class = ENGINES.get(cfg.trainer.name).component
-    with engine_class.loading_model(cfg.trainer):  # ZeRO-3: parameters are partitioned as they load
-        model, tokenizer = load_model(cfg.model)
-    splits = load_splits(cfg.data, tokenizer)
+    with engine_class.loading_model(cfg.trainer, precision):  # ZeRO-3: parameters are partitioned as they load
+        model, tokenizer = load_model(cfg.model, dtype=precision.param_dtype, device=precision.device)
+    splits = load_splits(cfg.data, tokenizer, cfg.model.chat_template_kwargs)
     longest = max(len(ids) for split in splits.values() for ids in split.token_ids) + cfg.rollout.max_new_tokens
     max_positions = getattr(model.config, "max_position_embeddings", longest)
     if longest > max_positions:
@@ -65,14 +75,18 @@ def build(cfg: Validated) -> Parts:
             f"over the model's context of {max_positions}"
         )
     updates = cfg.run.steps * cfg.run.ppo_epochs * cfg.run.minibatches
+    trainer_cfg = cfg.trainer
+    if getattr(trainer_cfg, "gradient_checkpointing", False) is None:  # null: the model preset's recommendation
+        trainer_cfg = dataclasses.replace(trainer_cfg, gradient_checkpointing=cfg.model.gradient_checkpointing)
     engine = engine_class(
         model,
-        cfg.trainer,
+        trainer_cfg,
         total_steps=updates,
         need_reference=cfg.algo.kl_coef > 0,
         temperature=cfg.rollout.temperature,
+        precision=precision,
     )
-    rollout = ROLLOUTS.get(cfg.rollout.name).component(model, tokenizer, cfg.rollout)
+    rollout = ROLLOUTS.get(cfg.rollout.name).component(model, tokenizer, cfg.rollout, precision=precision)
     if distributed.world_size() > 1:  # each rank generates a share; every rank sees the whole batch
         rollout = ShardedRollout(rollout, lockstep=engine.lockstep)
     context = SamplerContext(
@@ -95,6 +109,7 @@ def step_seed(seed: int, step: int) -> int:
 def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBatch]:
     """One GRPO-family step: select -> generate -> reward -> advantages -> log-probs -> update."""
     timer = PhaseTimer()
+    reset_peak_memory(parts.engine.device)
 
     def reward(batch: RolloutBatch) -> dict:
         with timer("reward"):
@@ -107,6 +122,7 @@ def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBa
         )
     timer.seconds["time_generate"] -= timer.seconds["time_reward"]
     metrics |= compute_advantages(cfg.advantage, batch)
+    batch = batch.to(parts.engine.device)  # rewards and samplers read it on the CPU; the engine on its device
     with timer("logprob"):
         if cfg.run.ppo_epochs > 1 or cfg.run.minibatches > 1:  # later updates are off-policy: freeze pi_old
             batch.old_logprobs = parts.engine.logprobs(batch)
@@ -121,16 +137,20 @@ def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBa
         parts.rollout.sync_weights(parts.engine.named_tensors())
     tokens = float(batch.response_mask.sum() + batch.prompt_mask.sum())
     step_seconds = sum(timer.seconds.values())
-    metrics |= timer.seconds | {
-        "reward_mean": float(batch.reward.mean()),
-        "reward_std": float(batch.reward.std()) if len(batch) > 1 else 0.0,
-        "response_length": float(batch.response_lengths.float().mean()),
-        "rollouts": len(batch),
-        "truncated_frac": float(batch.truncated.float().mean()) if batch.truncated is not None else 0.0,
-        "tokens_per_second": tokens / max(step_seconds, 1e-9),
-        "step_seconds": step_seconds,
-    }
-    return metrics, batch
+    metrics |= (
+        timer.seconds
+        | {
+            "reward_mean": float(batch.reward.mean()),
+            "reward_std": float(batch.reward.std()) if len(batch) > 1 else 0.0,
+            "response_length": float(batch.response_lengths.float().mean()),
+            "rollouts": len(batch),
+            "truncated_frac": float(batch.truncated.float().mean()) if batch.truncated is not None else 0.0,
+            "tokens_per_second": tokens / max(step_seconds, 1e-9),
+            "step_seconds": step_seconds,
+        }
+        | memory_metrics(parts.engine.device)
+    )
+    return metrics, batch.to("cpu")
 
 
 def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dict:
@@ -333,7 +353,9 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None, launch: Laun
         record_launch(run_dir, launch, step=state["step"], checkpoint=start.checkpoint, changes=start.changes)
     started = time.time() - state["seconds"]
     skipped_in_a_row = 0
-    with Preemption() as preemption, log, _stops_on_reward_failure():
+    position = {"step": state["step"]}  # where an out-of-memory error happened
+    oom = _stops_on_out_of_memory(parts, cfg, run_dir, position)
+    with Preemption() as preemption, log, _stops_on_reward_failure(), oom:
         log.print(launch.describe())
         if start.checkpoint is not None:
             applied = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in start.changes.items())
@@ -344,6 +366,7 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None, launch: Laun
             state["eval_history"]["0"] = evaluate(parts, cfg)
             log.metrics({"step": 0, "eval_accuracy": state["eval_history"]["0"]} | evaluate_sets(parts, cfg))
         for step in range(state["step"] + 1, cfg.run.steps + 1):
+            position["step"] = step
             try:
                 metrics, batch = train_step(step, parts, cfg)
             except RewardFailure as error:
@@ -385,6 +408,20 @@ def _stops_on_reward_failure():
         yield
     except RewardFailure as error:
         raise RunStopped(str(error)) from error
+
+
+@contextmanager
+def _stops_on_out_of_memory(parts: Parts, cfg: Validated, run_dir: Path, position: dict):
+    """CUDA out of memory stops the run with one line: step, phase, the keys that reduce memory, last checkpoint.
+
+    Checkpoints are written atomically, so the last complete one is intact whatever phase ran out.
+    """
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        phase = getattr(error, "phase", "eval or checkpoint")  # every phase of train_step is named by its timer
+        message = out_of_memory_message(position["step"], phase, parts.engine.cfg, cfg.rollout, _last_good(run_dir))
+        raise RunStopped(message) from error
 
 
 def _restore(cfg: Validated, run_dir: Path, parts: Parts, say) -> Start:

@@ -43,11 +43,12 @@ for _name, _schema in (("gsm8k", GSM8KDataConfig), ("math500", Math500DataConfig
 DATASETS.register("files", TaskDataConfig)(task_splits)
 
 
-def render(rows: list[dict], tokenizer) -> Prompts:
+def render(rows: list[dict], tokenizer, template_kwargs: dict | None = None) -> Prompts:
     """Token ids of `<chat template>(messages) + assistant prefix` for each row.
 
     Rows carry `messages` (system + user, from a data prompt template), `prompt_text` (no chat template), or only
-    `question` (sent as the user message).
+    `question` (sent as the user message). `template_kwargs` go to the model's own chat template
+    (model.chat_template_kwargs, e.g. Qwen3's enable_thinking).
     """
     token_ids = [
         tokenizer(row["prompt_text"], add_special_tokens=False)["input_ids"]
@@ -57,6 +58,7 @@ def render(rows: list[dict], tokenizer) -> Prompts:
             add_generation_prompt=True,
             tokenize=True,
             return_dict=False,
+            **(template_kwargs or {}),
         )
         for row in rows
     ]
@@ -75,13 +77,13 @@ def drop_long(prompts: Prompts, max_tokens: int) -> Prompts:
     )
 
 
-def load_splits(cfg, tokenizer) -> dict[str, Prompts]:
+def load_splits(cfg, tokenizer, template_kwargs: dict | None = None) -> dict[str, Prompts]:
     """Every split of the dataset as token ids; over-long prompts dropped (reported on stderr)."""
     splits = DATASETS.get(cfg.name).component(cfg)
     limit = getattr(cfg, "max_prompt_tokens", 0)
     out = {}
     for name, rows in splits.items():
-        out[name] = drop_long(render(rows, tokenizer), limit)
+        out[name] = drop_long(render(rows, tokenizer, template_kwargs), limit)
         if out[name].dropped:
             print(
                 f"data: dropped {out[name].dropped} of {len(rows)} {name} prompts longer than "

@@ -29,7 +29,8 @@ from torch import Tensor
 from rlpost import distributed
 from rlpost.config import ConfigError, check
 from rlpost.engine import ENGINES
-from rlpost.engine.torch import TorchEngine, TorchEngineConfig, lr_factor
+from rlpost.engine.precision import Precision
+from rlpost.engine.torch import TorchEngine, TorchEngineConfig, engine_precision, lr_factor
 
 STAGES = (2, 3)
 
@@ -68,7 +69,7 @@ def ds_config(cfg: DeepSpeedEngineConfig, precision: str = "fp32") -> dict:
         "train_micro_batch_size_per_gpu": 1,  # rlpost packs its own micro-batches; DeepSpeed never splits them
         "gradient_accumulation_steps": 1,  # boundaries are set per backward (see DeepSpeedEngine.backward)
         "gradient_clipping": cfg.grad_clip if cfg.grad_clip > 0 else 0.0,
-        "bf16": {"enabled": precision in ("bf16-mixed", "bf16")},
+        "bf16": {"enabled": precision != "fp32"},  # bf16 weights and compute, fp32 masters in the ZeRO optimizer
         "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 2**31 - 1,
@@ -147,29 +148,38 @@ class DeepSpeedEngine(TorchEngine):
 
     @staticmethod
     @contextlib.contextmanager
-    def loading_model(cfg: DeepSpeedEngineConfig):
+    def loading_model(cfg: DeepSpeedEngineConfig, precision: Precision | None = None):
         """Under ZeRO-3, from_pretrained builds the model inside deepspeed.zero.Init: each rank holds a shard."""
-        os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
-        distributed.init(single=True)
+        precision = precision or engine_precision(cfg)
+        os.environ.setdefault("DS_ACCELERATOR", precision.device.type)
+        distributed.init(precision.device, single=True)
         import deepspeed
 
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")  # wraps our group
         if cfg.stage == 3:
             from transformers.integrations import HfDeepSpeedConfig
 
-            config = ds_config(cfg, getattr(cfg, "precision", "fp32"))
+            config = ds_config(cfg, precision.name)
             DeepSpeedEngine._hf_deepspeed_config = HfDeepSpeedConfig(config)
         yield
 
     def __init__(
-        self, model, cfg: DeepSpeedEngineConfig, *, total_steps: int, need_reference: bool, temperature: float = 1.0
+        self,
+        model,
+        cfg: DeepSpeedEngineConfig,
+        *,
+        total_steps: int,
+        need_reference: bool,
+        temperature: float = 1.0,
+        precision: Precision | None = None,
     ) -> None:
         import deepspeed
 
         if cfg.stage == 3:  # a prompt-sharing forward runs twice or once depending on the rows: not in lockstep
             cfg = dataclasses.replace(cfg, share_prompt=False)
         self.cfg, self.temperature, self.lockstep = cfg, temperature, cfg.stage == 3
-        self.precision = getattr(cfg, "precision", "fp32")
+        self.precision = precision or engine_precision(cfg)
+        self.device = self.precision.device
         self.world = distributed.world_size()
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
@@ -181,7 +191,7 @@ class DeepSpeedEngine(TorchEngine):
         if need_reference:  # ZeRO-3 parameters cannot be deep-copied: load the reference (sharded) again
             reference = _load_again(model) if cfg.stage == 3 else copy.deepcopy(model)
             reference.eval().requires_grad_(False)
-        config = ds_config(cfg, self.precision)
+        config = ds_config(cfg, self.precision.name)
         with _quiet():
             self.ds, self.optimizer, _, self.scheduler = deepspeed.initialize(
                 model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config

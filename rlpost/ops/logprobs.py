@@ -14,9 +14,17 @@ from torch import Tensor
 
 
 def _chunk_logits(hidden: Tensor, weight: Tensor, temperature: float) -> Tensor:
-    """[n, V] float32 logits / temperature, even under bf16 weights (the matmul runs in the weight dtype)."""
-    logits = F.linear(hidden, weight).float()
+    """[n, V] float32 logits / temperature; the matmul runs in `weight`'s dtype (the compute dtype)."""
+    logits = F.linear(hidden.to(weight.dtype), weight).float()
     return logits / temperature if temperature != 1.0 else logits
+
+
+def compute_dtype(weight: Tensor) -> torch.dtype:
+    """bf16 (or whatever autocast says) inside an autocast region on the weight's device, else the weight's dtype."""
+    device_type = weight.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return weight.dtype
 
 
 class _ChunkedTokenLogprobs(torch.autograd.Function):
@@ -32,11 +40,13 @@ class _ChunkedTokenLogprobs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, temperature, chunk_rows, with_entropy):
         rows = targets.shape[0]
+        dtype = compute_dtype(weight)
+        head = weight.to(dtype)  # one cast per call, not one per chunk
         logprobs = torch.empty(rows, dtype=torch.float32, device=hidden.device)  # [N]
         entropy = torch.zeros(rows, dtype=torch.float32, device=hidden.device)  # [N]
         for start in range(0, rows, chunk_rows):
             part = slice(start, start + chunk_rows)
-            logits = _chunk_logits(hidden[part], weight, temperature)  # [n, V]
+            logits = _chunk_logits(hidden[part], head, temperature)  # [n, V]
             lse = torch.logsumexp(logits, dim=-1)  # [n]
             logprobs[part] = logits.gather(-1, targets[part, None]).squeeze(-1) - lse
             if with_entropy:
@@ -45,6 +55,7 @@ class _ChunkedTokenLogprobs(torch.autograd.Function):
             del logits
         ctx.save_for_backward(hidden, weight, targets, entropy)
         ctx.temperature, ctx.chunk_rows, ctx.with_entropy = temperature, chunk_rows, with_entropy
+        ctx.compute_dtype = dtype  # backward runs outside autocast: it reuses the forward's compute dtype
         ctx.mark_non_differentiable(targets)
         return logprobs, entropy
 
@@ -60,10 +71,11 @@ class _ChunkedTokenLogprobs(torch.autograd.Function):
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
         # accumulated over chunks in float32 so a bf16 weight's gradient is rounded once, not once per chunk
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
+        head = weight.to(ctx.compute_dtype)
         for start in range(0, rows, chunk_rows):
             part = slice(start, start + chunk_rows)
-            chunk_hidden = hidden[part]
-            log_p = _chunk_logits(chunk_hidden, weight, temperature)  # [n, V], becomes log p then d logits
+            chunk_hidden = hidden[part].to(head.dtype)
+            log_p = _chunk_logits(chunk_hidden, head, temperature)  # [n, V], becomes log p then d logits
             log_p.sub_(torch.logsumexp(log_p, dim=-1, keepdim=True))
             g_logp = grad_logprobs[part].float()  # [n]
             if use_entropy:
@@ -77,11 +89,11 @@ class _ChunkedTokenLogprobs(torch.autograd.Function):
             grad_logits.scatter_add_(-1, targets[part, None], g_logp[:, None])
             if temperature != 1.0:
                 grad_logits.div_(temperature)
-            grad_logits = grad_logits.to(weight.dtype)  # the LM-head matmul's backward runs in the weight dtype
+            grad_logits = grad_logits.to(head.dtype)  # the LM-head matmul's backward runs in the compute dtype
             if need_hidden:
-                grad_hidden[part] = (grad_logits @ weight).to(hidden.dtype)
+                grad_hidden[part] = (grad_logits @ head).to(hidden.dtype)
             if need_weight:
-                grad_weight += (grad_logits.t() @ chunk_hidden.to(weight.dtype)).float()
+                grad_weight += (grad_logits.t() @ chunk_hidden).float()
             del grad_logits, log_p
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)

@@ -3,15 +3,28 @@
 Two samplers: a KV-cached loop that prefills each distinct prompt once and expands its cache to the prompt's n
 completions (default; for small models the per-token overhead of `generate` dominates), and transformers'
 `generate` (`use_generate=true`). Both draw from softmax(logits / temperature) restricted to the top-p nucleus.
+
+Both run on the model's device under the engine's precision (bf16 autocast under bf16-mixed) and stop a
+completion at any of the model's EOS ids (rlpost.models.eos_token_ids: Qwen3 stops on <|im_end|> and
+<|endoftext|>). The RolloutBatch comes back on the CPU, where rewards and samplers read it.
+
+`sampling_logprobs[b, t]` is log q(y_t | context), q being the distribution the token was actually drawn from:
+softmax(logits / temperature), renormalised over the top-p nucleus, with every EOS id banned before
+min_new_tokens. Greedy decoding returns None. See docs/sampling_logprobs.md for how TIS, replay correction and the
+estimators that read it treat the difference from the training distribution softmax(logits / temperature).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from rlpost.batch import RolloutBatch
+from rlpost.engine.precision import Precision
+from rlpost.models import eos_token_ids
 from rlpost.rollout import ROLLOUTS, Request, SamplingConfig
 
 
@@ -27,9 +40,9 @@ def pad_left(sequences: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
     return ids, mask
 
 
-def response_mask_until_eos(response_ids: Tensor, eos_id: int) -> tuple[Tensor, Tensor]:
-    """([B, T] mask up to and including the first EOS, [B] truncated = no EOS)."""
-    is_eos = response_ids == eos_id
+def response_mask_until_eos(response_ids: Tensor, eos_ids: int | tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """([B, T] mask up to and including the first EOS (any of `eos_ids`), [B] truncated = no EOS)."""
+    is_eos = torch.isin(response_ids, torch.tensor(eos_ids, device=response_ids.device).reshape(-1))
     before_or_at_eos = (is_eos.long().cumsum(dim=1) - is_eos.long()) == 0
     return before_or_at_eos, ~is_eos.any(dim=1)
 
@@ -38,9 +51,15 @@ def response_mask_until_eos(response_ids: Tensor, eos_id: int) -> tuple[Tensor, 
 class HFRollout:
     """Generates with the same nn.Module the engine trains, so sync_weights has nothing to copy."""
 
-    def __init__(self, model, tokenizer, cfg: SamplingConfig) -> None:
+    def __init__(self, model, tokenizer, cfg: SamplingConfig, precision: Precision | None = None) -> None:
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.all_finished = bool  # several ranks in lockstep (ZeRO-3) replace it by an all-ranks agreement
+        self.eos_ids = eos_token_ids(model, tokenizer)  # every id that ends a completion
+        self.precision = precision  # the engine's: bf16 autocast under bf16-mixed; None = the module as it is
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     def sync_weights(self, named_tensors) -> None:
         """Colocated with the trainer's module: the weights are already the trained ones."""
@@ -55,10 +74,11 @@ class HFRollout:
         generator_state = torch.get_rng_state()
         torch.manual_seed(seed)
         try:
-            chunks = [
-                self._generate(prompts[i : i + self.cfg.batch_size], greedy)
-                for i in range(0, len(prompts), self.cfg.batch_size)
-            ]
+            with self.precision.autocast() if self.precision is not None else contextlib.nullcontext():
+                chunks = [
+                    _to_cpu(self._generate(prompts[i : i + self.cfg.batch_size], greedy))
+                    for i in range(0, len(prompts), self.cfg.batch_size)
+                ]
         finally:
             torch.set_rng_state(generator_state)
             self.model.train(was_training)
@@ -66,7 +86,7 @@ class HFRollout:
         width = max(chunk[0].shape[1] for chunk in chunks)
         response_ids = torch.cat([_pad_right(c[0], width, self.tokenizer.pad_token_id) for c in chunks])
         sampling_logprobs = None if greedy else torch.cat([_pad_right(c[1], width, 0.0) for c in chunks])
-        response_mask, truncated = response_mask_until_eos(response_ids, self.tokenizer.eos_token_id)
+        response_mask, truncated = response_mask_until_eos(response_ids, self.eos_ids)
         response_ids = response_ids.masked_fill(~response_mask, self.tokenizer.pad_token_id)
         texts = self.tokenizer.batch_decode(
             response_ids.masked_fill(~response_mask, self.tokenizer.pad_token_id), skip_special_tokens=True
@@ -92,10 +112,12 @@ class HFRollout:
         """([B, T] sampled ids, pad after EOS; [B, T] log-probs under the sampling distribution, or None if greedy)."""
         from transformers import DynamicCache
 
-        pad_id, eos_id = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        pad_id, device = self.tokenizer.pad_token_id, self.device
+        eos_ids = torch.tensor(self.eos_ids, device=device)
         slots: dict[tuple[int, ...], int] = {}
         inverse = torch.tensor([slots.setdefault(tuple(ids), len(slots)) for ids in prompts])  # [B] -> prompt slot
         prompt_ids, prompt_mask = pad_left([list(ids) for ids in slots], pad_id)  # [U, P], each prompt once
+        prompt_ids, prompt_mask, inverse = prompt_ids.to(device), prompt_mask.to(device), inverse.to(device)
         prefill = self.model.model(
             input_ids=prompt_ids,
             attention_mask=prompt_mask.long(),
@@ -110,7 +132,7 @@ class HFRollout:
         positions = prompt_mask.sum(dim=1)[inverse][:, None]  # [B, 1] position of the next token
         head = self.model.get_output_embeddings()
         rows = len(prompts)
-        finished = torch.zeros(rows, dtype=torch.bool)
+        finished = torch.zeros(rows, dtype=torch.bool, device=device)
         tokens, logprobs = [], []
         for step in range(self.cfg.max_new_tokens):
             logits = head(hidden).float()  # [B, V]
@@ -118,16 +140,16 @@ class HFRollout:
                 next_ids = logits.argmax(dim=-1)
             else:
                 if step < self.cfg.min_new_tokens:
-                    logits[:, eos_id] = float("-inf")
+                    logits[:, eos_ids] = float("-inf")
                 log_probs = _nucleus(logits / self.cfg.temperature, self.cfg.top_p).log_softmax(dim=-1)
                 next_ids = torch.multinomial(log_probs.exp(), 1).squeeze(1)
                 logprobs.append(log_probs.gather(1, next_ids[:, None]).squeeze(1))
             next_ids = next_ids.masked_fill(finished, pad_id)
             tokens.append(next_ids)
-            finished |= next_ids == eos_id
+            finished |= torch.isin(next_ids, eos_ids)
             if self.all_finished(bool(finished.all())) or step == self.cfg.max_new_tokens - 1:
                 break
-            attention = torch.cat([attention, torch.ones(rows, 1, dtype=attention.dtype)], dim=1)
+            attention = torch.cat([attention, attention.new_ones(rows, 1)], dim=1)
             hidden = self.model.model(
                 input_ids=next_ids[:, None],
                 attention_mask=attention,
@@ -139,6 +161,7 @@ class HFRollout:
 
     def _generate_hf(self, prompts: list[list[int]], greedy: bool) -> tuple[Tensor, Tensor | None]:
         prompt_ids, prompt_mask = pad_left(prompts, self.tokenizer.pad_token_id)
+        prompt_ids, prompt_mask = prompt_ids.to(self.device), prompt_mask.to(self.device)
         sampling = {} if greedy else {"temperature": self.cfg.temperature, "top_p": self.cfg.top_p, "top_k": 0}
         if self.cfg.min_new_tokens and not greedy:  # greedy eval always stops at EOS
             sampling["min_new_tokens"] = self.cfg.min_new_tokens
@@ -148,7 +171,7 @@ class HFRollout:
             max_new_tokens=self.cfg.max_new_tokens,
             do_sample=not greedy,
             pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
+            eos_token_id=list(self.eos_ids),
             return_dict_in_generate=True,
             output_scores=not greedy,
             synced_gpus=self.all_finished is not bool,
@@ -171,6 +194,12 @@ def _nucleus(logits: Tensor, top_p: float) -> Tensor:
     outside = F.softmax(sorted_logits, dim=-1).cumsum(dim=-1) <= 1.0 - top_p
     outside[:, -1] = False  # the most likely token always stays
     return logits.masked_fill(outside.scatter(1, order, outside), float("-inf"))
+
+
+def _to_cpu(pair: tuple[Tensor, Tensor | None]) -> tuple[Tensor, Tensor | None]:
+    """(ids, log-probs) of one generation chunk on the CPU, where rewards and samplers read them."""
+    ids, logprobs = pair
+    return ids.cpu(), None if logprobs is None else logprobs.cpu()
 
 
 def _pad_right(tensor: Tensor, width: int, value) -> Tensor:
