@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from rlpost.advantages import compute_advantages
 from rlpost.algos import minibatch_statistics, needs_minibatch_statistics, policy_loss
@@ -20,10 +21,11 @@ from rlpost.config import ConfigError, Validated, to_dict
 from rlpost.data import Prompts, load_splits
 from rlpost.engine import ENGINES
 from rlpost.logging import PhaseTimer, RunLog, truncate_jsonl
-from rlpost.models import load_model
+from rlpost.models import load_model, resolve_path
 from rlpost.rewards import score
 from rlpost.rewards.isolation import RewardFailure
-from rlpost.rollout import ROLLOUTS, Request
+from rlpost.rollout import ROLLOUTS, Policy, Request
+from rlpost.rollout.mismatch import mismatch_metrics
 from rlpost.samplers import SamplerContext, build_sampler, collect_rollouts
 
 
@@ -60,7 +62,10 @@ def build(cfg: Validated) -> Parts:
         need_reference=cfg.algo.kl_coef > 0,
         temperature=cfg.rollout.temperature,
     )
-    rollout = ROLLOUTS.get(cfg.rollout.name).component(model, tokenizer, cfg.rollout)
+    policy = Policy(
+        model, tokenizer, resolve_path(cfg.model.path), cfg.model.dtype, longest, cfg.model.trust_remote_code
+    )
+    rollout = ROLLOUTS.get(cfg.rollout.name).component.from_policy(policy, cfg.rollout)
     context = SamplerContext(
         num_prompts=len(splits["train"]),
         prompts_per_step=cfg.run.prompts_per_step,
@@ -92,6 +97,7 @@ def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBa
             parts.sampler, parts.rollout, parts.train.token_ids, step, step_seed(cfg.run.seed, step), reward
         )
     timer.seconds["time_generate"] -= timer.seconds["time_reward"]
+    parts.rollout.sleep()  # vLLM on GPUs frees its KV cache for the update; wakes in sync_weights
     metrics |= compute_advantages(cfg.advantage, batch)
     with timer("logprob"):
         if cfg.run.ppo_epochs > 1 or cfg.run.minibatches > 1:  # later updates are off-policy: freeze pi_old
@@ -114,6 +120,7 @@ def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBa
         "rollouts": len(batch),
         "truncated_frac": float(batch.truncated.float().mean()) if batch.truncated is not None else 0.0,
         "tokens_per_second": tokens / max(step_seconds, 1e-9),
+        "generate_tokens_per_second": float(batch.response_mask.sum()) / max(timer.seconds["time_generate"], 1e-9),
         "step_seconds": step_seconds,
     }
     return metrics, batch
@@ -124,7 +131,8 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
     shuffle = torch.Generator().manual_seed(step_seed(cfg.run.seed, step))
     norm_length = cfg.algo.norm_length or cfg.rollout.max_new_tokens
     history: list[dict] = []
-    for _ in range(cfg.run.ppo_epochs):
+    sampled: list[tuple[Tensor, Tensor]] = []  # (sampler, trainer) log-probs of the sampled tokens, first epoch
+    for epoch in range(cfg.run.ppo_epochs):
         for minibatch in batch.split(cfg.run.minibatches, shuffle):
             norm = Normalizer.of(minibatch.loss_mask, minibatch.group_index, norm_length, minibatch.advantages)
             minibatch.minibatch_stats = statistics_of_minibatch(minibatch, engine, cfg)  # {} for most algos
@@ -134,6 +142,8 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
             for micro in minibatch.micro_batches(cfg.trainer.micro_batch_size, cfg.trainer.micro_batch_tokens):
                 logprobs, entropy = engine.forward(micro, entropy_grad=cfg.algo.needs_entropy_grad)
                 old = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
+                if epoch == 0 and micro.sampling_logprobs is not None:  # old = trainer at the sampling weights
+                    sampled.append(_sampled_pairs(micro, old))
                 loss, metrics = policy_loss(
                     cfg.algo,
                     logprobs=logprobs,
@@ -155,7 +165,18 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
                 parts.append(metrics)
             update = engine.step(skip=not finite)
             history.append(totals | _mean(parts) | update)
-    return _mean(history)
+    if not sampled:
+        return _mean(history)
+    return _mean(history) | mismatch_metrics(*(torch.cat(side) for side in zip(*sampled)))
+
+
+def _sampled_pairs(micro: RolloutBatch, trainer_logprobs: Tensor) -> tuple[Tensor, Tensor]:
+    """[N] sampler and trainer log-probs of the micro-batch's sampled tokens (replayed rows left out: an older
+    policy sampled them)."""
+    mask = micro.response_mask
+    if micro.replayed is not None:
+        mask = mask & ~micro.replayed[:, None]
+    return micro.sampling_logprobs[mask], trainer_logprobs.detach()[mask]
 
 
 def statistics_of_minibatch(minibatch: RolloutBatch, engine, cfg: Validated) -> dict[str, torch.Tensor]:
@@ -274,6 +295,7 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None) -> dict:
     skipped_in_a_row = 0
     with log, _stops_on_reward_failure():
         if resumed_from is not None:
+            parts.rollout.sync_weights(parts.engine.named_tensors())  # a separate engine starts from model.path
             log.print(f"resumed from {resumed_from} at step {state['step']}")
         else:
             state["eval_history"]["0"] = evaluate(parts, cfg)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rlpost.batch import RolloutBatch
-from rlpost.rollout import ROLLOUTS, Request, SamplingConfig
+from rlpost.rollout import ROLLOUTS, Policy, Request, SamplingConfig
 
 
 def pad_left(sequences: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
@@ -40,6 +40,13 @@ class HFRollout:
 
     def __init__(self, model, tokenizer, cfg: SamplingConfig) -> None:
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
+
+    @classmethod
+    def from_policy(cls, policy: Policy, cfg: SamplingConfig) -> HFRollout:
+        return cls(policy.module, policy.tokenizer, cfg)
+
+    def sleep(self) -> None:
+        """Nothing to free: generation uses the trained module itself."""
 
     def sync_weights(self, named_tensors) -> None:
         """Colocated with the trainer's module: the weights are already the trained ones."""
