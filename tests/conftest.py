@@ -35,7 +35,9 @@ def read_jsonl(path: Path) -> list[dict]:
 def without_timing(record: dict) -> dict:
     """A metrics record without the wall-clock fields (they differ between identical runs)."""
     return {
-        k: v for k, v in record.items() if not k.startswith("time_") and k not in ("tokens_per_second", "step_seconds")
+        k: v
+        for k, v in record.items()
+        if not k.startswith("time_") and not k.endswith("tokens_per_second") and k != "step_seconds"
     }
 
 
