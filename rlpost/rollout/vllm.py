@@ -39,6 +39,7 @@ from rlpost.rollout import ROLLOUTS, Policy, Request, check_sampling, eos_token_
 from rlpost.rollout.hf import pad_left
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+CPU_STEP_TOKENS = 4096  # vLLM's default max_num_batched_tokens for LLM on CPU
 # vLLM warnings that say nothing about this use: the rotary cos/sin cache is a buffer, not a checkpoint tensor, so
 # each in-place reload keeps it ("failed to load"); vLLM's CPU worker pins torch's thread count after start-up.
 EXPECTED_WARNINGS = {
@@ -159,6 +160,31 @@ def check_servable(policy: Policy, cfg: VLLMConfig) -> None:
         )
 
 
+def _lengths(policy: Policy, cfg: VLLMConfig, cpu: bool) -> dict:
+    """max_model_len, and on CPU no chunked prefill: when vLLM drops the token sampled at the end of a partial
+    prefill it rewinds the request's seeded generator, which CPU generators cannot do ("CPU Generator does not use
+    offset"); whole prompts need a step budget of at least max_model_len tokens."""
+    max_model_len = cfg.max_model_len or getattr(policy.module.config, "max_position_embeddings", None)
+    if not cpu or max_model_len is None:
+        return {"max_model_len": max_model_len}
+    return {
+        "max_model_len": max_model_len,
+        "enable_chunked_prefill": False,
+        "max_num_batched_tokens": max(CPU_STEP_TOKENS, max_model_len),
+    }
+
+
+def _start_failure(error: str) -> str:
+    """One line for an engine that did not start; memory problems name the key that sizes vLLM's reservation."""
+    message = error.splitlines()[0]
+    if "memory" in message.lower():
+        return (
+            f"rollout.gpu_memory_utilization: vLLM could not start: {message} (on CPU it is the fraction of RAM "
+            "this whole process may use, trainer included)"
+        )
+    return f"rollout: vLLM could not start: {message}"
+
+
 def _drop_expected_warnings() -> None:
     for name, text in EXPECTED_WARNINGS.items():
         logger = logging.getLogger(name)
@@ -212,7 +238,7 @@ class VLLMRollout:
                 llm = LLM(
                     model=policy.path,
                     dtype=dtype,
-                    max_model_len=cfg.max_model_len or None,
+                    **_lengths(policy, cfg, cpu=current_platform.is_cpu()),
                     gpu_memory_utilization=cfg.gpu_memory_utilization,
                     tensor_parallel_size=cfg.tensor_parallel_size,
                     seed=cfg.seed,
@@ -223,8 +249,7 @@ class VLLMRollout:
                     trust_remote_code=policy.trust_remote_code,
                 )
         except (ValueError, RuntimeError) as error:  # e.g. not enough free memory for gpu_memory_utilization
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ConfigError(f"rollout: vLLM could not start: {message}") from error
+            raise ConfigError(_start_failure(str(error).strip() or type(error).__name__)) from error
         return cls(llm, policy, cfg, getattr(torch, dtype), sleep_enabled)
 
     # -- generation ------------------------------------------------------------------------------------

@@ -133,6 +133,17 @@ def test_rollouts_are_a_function_of_the_seed(setup):
     assert len({tuple(row.tolist()) for row in within_group}) > 1
 
 
+def test_more_prompt_tokens_than_one_engine_step_with_seeds(setup):
+    """320 seeded sequences of ~17 prompt tokens (> 4096 per engine step): no prompt is prefilled in chunks on
+    CPU, where vLLM cannot rewind a seeded generator after a partial prefill."""
+    _, parts = setup
+    requests = _requests(parts, [8] * 40)
+    first = parts.rollout.generate(requests, seed=21)
+    assert len(first) == 320 and sum(len(r.token_ids) * r.n for r in requests) > 4096
+    again = parts.rollout.generate(requests, seed=21)
+    assert torch.equal(first.response_ids, again.response_ids)
+
+
 def test_weight_sync_after_three_updates_matches_hf(setup):
     """Acceptance parity: after 3 optimizer steps and a sync, vLLM's greedy completions equal rollout=hf's token
     for token on the held-out prompts, and its sampling log-probs match the trainer's."""
