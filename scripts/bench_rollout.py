@@ -116,7 +116,9 @@ def run_shape(shape: str, prompts: int, n: int, tokens: int) -> dict:
 
         start = time.perf_counter()
         policy = Policy(model, tokenizer, path, dtype, longest)
-        vllm = VLLMRollout.from_policy(policy, VLLMConfig(**forced, gpu_memory_utilization=0.2))
+        # on CPU the reservation is a fraction of RAM for this whole process, which already holds the HF model
+        memory = 0.2 if shape == "tiny" else 0.45
+        vllm = VLLMRollout.from_policy(policy, VLLMConfig(**forced, gpu_memory_utilization=memory))
         start_seconds = time.perf_counter() - start
         vllm.generate(requests[:2], seed=1)  # warm-up
         vllm_seconds, vllm_batch = _timed(lambda: vllm.generate(requests, seed=0))
