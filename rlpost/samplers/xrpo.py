@@ -62,6 +62,15 @@ class XrpoConfig(StatefulConfig):
         for key in ("icl_examples", "icl_n", "bank_size", "max_prompt_tokens"):
             check(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
 
+    def cross_check(self, cfg) -> None:
+        """At start-up: phase 1 spends at most half of the step's budget (base_n <= n/2), as the paper's schedule."""
+        check(
+            self.base_n <= cfg.run.n // 2,
+            "sampler.base_n",
+            f"{self.base_n} is more than n/2 = {cfg.run.n // 2} (half of each prompt's budget n={cfg.run.n} is "
+            f"left for the adaptive phases); lower sampler.base_n or raise n to at least {2 * self.base_n}",
+        )
+
 
 def half_width(count: int, std: float, confidence: float) -> float:
     """h(n) = t_{confidence, n-1} * s / sqrt(n); infinite below two rewards."""
@@ -120,7 +129,7 @@ class XrpoSampler:
 
     @property
     def base_n(self) -> int:
-        return max(2, min(self.cfg.base_n, self.context.n // 2))
+        return self.cfg.base_n  # start-up checked 2 <= base_n <= n/2 (XrpoConfig.cross_check)
 
     def select(self, step: int) -> Plan:
         """Phase 1: the next B prompts, base_n rollouts each."""
