@@ -12,13 +12,11 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 
 from rlpost.config import CONF_DIR, ConfigError, compose_train, validate  # noqa: F401  (compose_train: re-export)
 from rlpost.launch import PREEMPTED_EXIT, export_distributed_env, register_resolvers, run_status
-from rlpost.preflight import one_line, preflight
+from rlpost.preflight import CONFIG_ERRORS, one_line, preflight
 
 CONFIG_EXIT = 2
 register_resolvers()  # ${rlpost.job_dir:...} in hydra.sweep.subdir
@@ -92,13 +90,7 @@ def train() -> None:
     try:
         preflight(sys.argv[1:])  # every job, its files, model and output dir: before Hydra creates anything
         _train()
-    except (
-        ConfigError,
-        ConfigCompositionException,
-        MissingConfigException,
-        OverrideParseException,
-        OmegaConfBaseException,
-    ) as error:
+    except CONFIG_ERRORS as error:
         if user_wants_trace:
             raise
         _config_exit(one_line(error, sys.argv[1:]))

@@ -6,6 +6,7 @@ yaml, and `__post_init__` checks ranges, so a bad value fails at start-up with t
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -133,7 +134,10 @@ def validate(cfg: DictConfig) -> Validated:
     run_keys = {f.name for f in fields(RunSchema)}
     unknown = [k for k in cfg if k not in run_keys and k not in GROUPS and k != "hydra"]
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown top-level key (allowed: {', '.join(sorted(run_keys | set(GROUPS)))})")
+        allowed = sorted(run_keys | set(GROUPS))
+        close = difflib.get_close_matches(str(unknown[0]), allowed, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"{unknown[0]}: unknown top-level key{hint}; allowed: {', '.join(allowed)}")
     run = _as_schema(RunSchema, {k: cfg[k] for k in run_keys if k in cfg}, "")
     groups: dict[str, Any] = {}
     for group in GROUPS:

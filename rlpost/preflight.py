@@ -14,13 +14,30 @@ import re
 import tempfile
 from pathlib import Path
 
-from hydra.errors import MissingConfigException
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rlpost.config import CONF_DIR, ConfigError, Validated, check, compose_train, validate
 
 NOTHING_TO_RUN = ("help", "hydra_help", "info", "shell_completion", "version")
+# what a bad input raises (ours and Hydra's); rlpost-train turns each into one line and exit code 2
+CONFIG_ERRORS = (
+    ConfigError,
+    ConfigCompositionException,
+    MissingConfigException,
+    OverrideParseException,
+    OmegaConfBaseException,
+)
+
+
+def explain(argv: list[str]) -> str | None:
+    """The one line rlpost-train prints for `argv` when preflight refuses it; None when every job passes."""
+    try:
+        preflight(argv)
+    except CONFIG_ERRORS as error:
+        return str(error) if isinstance(error, ConfigError) else one_line(error, argv)
+    return None
 
 
 def preflight(argv: list[str]) -> None:
@@ -44,9 +61,9 @@ def preflight(argv: list[str]) -> None:
                 run_dir = sweep_dir or OmegaConf.select(cfg, "hydra.run.dir")
                 check_startup(validate(cfg), run_dir, "hydra.sweep.dir" if sweep_dir else "hydra.run.dir")
             except ConfigError as error:
-                raise ConfigError(_in_job(str(error), number, overrides, len(jobs))) from None
+                raise ConfigError(_in_job(str(error), number, jobs)) from None
             except (OmegaConfBaseException, MissingConfigException, ValueError) as error:
-                raise ConfigError(_in_job(one_line(error, overrides), number, overrides, len(jobs))) from None
+                raise ConfigError(_in_job(one_line(error, overrides), number, jobs)) from None
 
 
 def check_startup(cfg: Validated, run_dir: str | None, run_dir_key: str = "hydra.run.dir") -> None:
@@ -56,6 +73,7 @@ def check_startup(cfg: Validated, run_dir: str | None, run_dir_key: str = "hydra
     from rlpost.rewards import check_reward
 
     check_reward(cfg.reward)
+    _check_resume_path(cfg.run.resume)
     splits = read_splits(cfg.data)
     check_sizes(cfg, splits)
     if run_dir:
@@ -63,26 +81,47 @@ def check_startup(cfg: Validated, run_dir: str | None, run_dir_key: str = "hydra
     _check_model_and_context(cfg)
 
 
+def _check_resume_path(resume: object) -> None:
+    """resume=<path> must exist (whether it holds an intact checkpoint is decided when the run loads it)."""
+    if resume in (None, "", "none", "null", False, "auto"):
+        return
+    path = Path(str(resume)).expanduser()
+    check(path.exists(), "resume", f"no complete checkpoint at {path} (no such file or directory)")
+
+
 def _check_model_and_context(cfg: Validated) -> None:
     """The model's files, and that the longest prompt + max_new_tokens fits its context."""
-    from rlpost.data import load_splits
-    from rlpost.models import check_model
-
-    tokenizer, max_positions = check_model(cfg.model)
+    longest, max_positions = _longest_prompt(cfg)
     if not max_positions:
         return
-    try:
-        longest = max(len(ids) for split in load_splits(cfg.data, tokenizer).values() for ids in split.token_ids)
-    except ConfigError:
-        raise
-    except Exception as error:  # noqa: BLE001  the chat template or tokenizer cannot render this data
-        raise ConfigError(f"model.path: cannot render data={cfg.data.name} with its chat template: {error}") from None
     total = longest + cfg.rollout.max_new_tokens
     check(
         total <= max_positions,
         "rollout.max_new_tokens",
         f"longest prompt + completion is {total} tokens, over the model's context of {max_positions}",
     )
+
+
+_LONGEST: dict[tuple[str, str], tuple[int, int | None]] = {}  # a sweep checks each model x data pair once
+
+
+def _longest_prompt(cfg: Validated) -> tuple[int, int | None]:
+    """(tokens of the longest rendered prompt, the model's max_position_embeddings or None), after check_model."""
+    from rlpost.data import load_splits
+    from rlpost.models import check_model
+
+    key = (repr(cfg.model), repr(cfg.data))
+    if key not in _LONGEST:
+        tokenizer, max_positions = check_model(cfg.model)
+        try:
+            splits = load_splits(cfg.data, tokenizer)
+        except ConfigError:
+            raise
+        except Exception as error:  # noqa: BLE001  the chat template or tokenizer cannot render this data
+            message = f"model.path: cannot render data={cfg.data.name} with its chat template: {error}"
+            raise ConfigError(message) from None
+        _LONGEST[key] = (max(len(ids) for split in splits.values() for ids in split.token_ids), max_positions)
+    return _LONGEST[key]
 
 
 def check_creatable(path: Path, key: str) -> None:
@@ -151,11 +190,12 @@ def _sweep_values(override) -> list[str]:
     return [override.get_value_element_as_str()]
 
 
-def _in_job(message: str, number: int, overrides: list[str], total: int) -> str:
-    """A multirun job's error names the job, so that the user knows which combination is bad."""
-    if total == 1:
+def _in_job(message: str, number: int, jobs: list[list[str]]) -> str:
+    """A multirun job's error names the job (Hydra's number, from 0) by its swept values."""
+    if len(jobs) == 1:
         return message
-    return f"job {number} of {total} ({' '.join(overrides)}): {message}"
+    swept = [i for i in range(len(jobs[number])) if len({job[i] for job in jobs}) > 1]
+    return f"job {number} of {len(jobs)} ({' '.join(jobs[number][i] for i in swept)}): {message}"
 
 
 def one_line(error: BaseException, argv: list[str] | None = None) -> str:
