@@ -144,7 +144,12 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
 
     key = (config_name, tuple(overrides))
     if key not in _COMPOSED:
-        _COMPOSED[key] = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+        try:
+            _COMPOSED[key] = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+        except CONFIG_ERRORS:
+            raise
+        except Exception as error:  # noqa: BLE001  Hydra's internals fail on some inputs with plain errors
+            raise ConfigError(f"cannot compose the config from {' '.join(overrides)}: {one_line(error)}") from None
     return _COMPOSED[key]
 
 
