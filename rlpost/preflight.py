@@ -46,8 +46,11 @@ def preflight(argv: list[str]) -> None:
     from hydra._internal.utils import get_args_parser
 
     args, unknown = get_args_parser().parse_known_args(argv)
-    if unknown or any(getattr(args, flag, None) for flag in NOTHING_TO_RUN) or args.config_dir or args.config_path:
-        return  # Hydra answers these itself (and reports unknown flags)
+    check(not unknown, str(unknown[0]) if unknown else "", "unknown flag; see rlpost-train --help")
+    commands = [name for name in ("run", "multirun", "cfg", "info", "shell_completion") if getattr(args, name, None)]
+    check(len(commands) <= 1, "--" + " --".join(commands), "only one of --run, --multirun, --cfg, --info at a time")
+    if any(getattr(args, flag, None) for flag in NOTHING_TO_RUN) or args.config_dir or args.config_path:
+        return  # Hydra answers these itself
     config_name = args.config_name or "train"
     _check_override_syntax(args.overrides)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

@@ -140,7 +140,9 @@ PREFLIGHT = [
     ("missing keys", jsonl("missing_keys"), "missing_keys.jsonl:1: needs keys 'question' and 'answer'"),
     ("empty file", jsonl("empty"), "empty.jsonl has no rows"),
     ("not an object", jsonl("not_an_object"), "not_an_object.jsonl:1: needs keys"),
-    ("directory as data", ["data=jsonl", "data.train_path={bad}", "data.eval_path={bad}"], "data: file not found"),
+    ("directory as data", ["data=jsonl", "data.train_path={bad}", "data.eval_path={bad}"], "is a directory, not a"),
+    ("unknown flag", ["--frobnicate"], "--frobnicate: unknown flag; see rlpost-train --help"),
+    ("two commands", ["-m", "--cfg", "job"], "--multirun --cfg: only one of --run, --multirun, --cfg"),
     ("no data path", ["data=jsonl"], "data.train_path: missing mandatory value; set it"),
     # model dirs
     ("truncated weights", model("truncated"), "truncated/model.safetensors is truncated or corrupt"),

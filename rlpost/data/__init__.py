@@ -86,4 +86,12 @@ def check_sizes(cfg, splits: dict[str, list[dict]]) -> None:
 
 
 def load_splits(cfg, tokenizer) -> dict[str, Prompts]:
-    return {name: render(rows, tokenizer) for name, rows in read_splits(cfg).items()}
+    """Every split rendered with `tokenizer`; the start-up check's rendering is reused by the run (same process)."""
+    key = (repr(cfg), getattr(tokenizer, "name_or_path", id(tokenizer)), getattr(tokenizer, "chat_template", None))
+    if key not in _RENDERED:
+        _RENDERED.clear()
+        _RENDERED[key] = {name: render(rows, tokenizer) for name, rows in read_splits(cfg).items()}
+    return _RENDERED[key]
+
+
+_RENDERED: dict[tuple, dict[str, Prompts]] = {}

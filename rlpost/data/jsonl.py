@@ -27,7 +27,9 @@ def read_jsonl(path: str, question_key: str, answer_key: str, answer_after: str 
     """Rows as {question, answer}; a bad line raises ConfigError naming the file and line number."""
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ConfigError(f"data: file not found: {file}")
+        raise ConfigError(
+            f"data: {file} is a directory, not a jsonl file" if file.is_dir() else f"data: file not found: {file}"
+        )
     rows: list[dict] = []
     try:
         with file.open("rb") as handle:
