@@ -151,9 +151,22 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
             _COMPOSED[key] = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
         except CONFIG_ERRORS:
             raise
+        except UnicodeDecodeError:
+            raise ConfigError(f"{_undecodable(Path(CONF_DIR))}: not UTF-8 text; save it as UTF-8") from None
         except Exception as error:  # noqa: BLE001  Hydra's internals fail on some inputs with plain errors
-            raise ConfigError(f"cannot compose the config from {' '.join(overrides)}: {one_line(error)}") from None
+            raise ConfigError(f"cannot compose the config: {one_line(error)}") from None
     return _COMPOSED[key]
+
+
+def _undecodable(root: Path) -> str:
+    """file:line of the first config file under `root` that is not UTF-8 (Hydra's error does not name it)."""
+    for file in sorted(root.rglob("*.yaml")):
+        for number, line in enumerate(file.read_bytes().splitlines(), start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return f"{file}:{number}"
+    return f"a config file under {root}"
 
 
 def _check_override_syntax(overrides: list[str]) -> None:

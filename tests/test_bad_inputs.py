@@ -42,7 +42,7 @@ def make_files(root: Path) -> dict[str, Path]:
         path = root / f"{name}.jsonl"
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
         paths[name] = path
-    for name in ("truncated", "no_tokenizer", "no_weights", "bad_config", "no_chat_template"):
+    for name in ("truncated", "no_tokenizer", "no_weights", "bad_config", "no_chat_template", "bad_tokenizer"):
         shutil.copytree(TINY, root / name)
         paths[name] = root / name
     weights = root / "truncated" / "model.safetensors"
@@ -51,6 +51,8 @@ def make_files(root: Path) -> dict[str, Path]:
         file.unlink()
     (root / "no_weights" / "model.safetensors").unlink()
     (root / "bad_config" / "config.json").write_text('{"model_type": "qwen3",\n  "hidden_size": }\n')
+    (root / "bad_tokenizer" / "tokenizer.json").write_text('{"version": "1.0",\n\n  "model": {,}}\n')
+    (root / "bad_tokenizer" / "chat_template.jinja").write_bytes(b"{{ bos_token }}\xff")
     (root / "no_chat_template" / "chat_template.jinja").unlink()
     config = json.loads((root / "no_chat_template" / "tokenizer_config.json").read_text())
     config.pop("chat_template", None)
@@ -150,6 +152,7 @@ PREFLIGHT = [
     ("no weights", model("no_weights"), "no_weights has no weights"),
     ("bad config.json", model("bad_config"), "bad_config/config.json:2: not valid JSON"),
     ("no chat template", model("no_chat_template"), "the tokenizer has no chat template"),
+    ("bad tokenizer.json", model("bad_tokenizer"), "bad_tokenizer/tokenizer.json:3: not valid JSON"),
     ("no such dir", ["model.path=/nonexistent/model"], "model.path: /nonexistent/model is not a model directory"),
     ("builtin", ["model.path=builtin:nope"], "model.path: unknown builtin 'nope'"),
     # custom rewards, imported at start-up
@@ -202,6 +205,36 @@ def test_hub_id_offline_fails_fast(tmp_path, monkeypatch):
         "model.path: Qwen/Qwen3-0.6B is not a local directory and the hub is offline (HF_HUB_OFFLINE=1), "
         "and it is not in the hub cache; download it first or give a local directory"
     )
+
+
+def test_hub_id_unreachable_fails_fast(tmp_path, monkeypatch):
+    from rlpost.models import hub_reachable
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens, refused at once
+    hub_reachable.cache_clear()
+    try:
+        message = explain(["model=qwen3-0.6b", "debug=fast", f"hydra.run.dir={tmp_path / 'run'}"])
+    finally:
+        hub_reachable.cache_clear()
+    assert message is not None and message.startswith(
+        "model.path: Qwen/Qwen3-0.6B is not a local directory and the hub (127.0.0.1) is unreachable"
+    )
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from rlpost.config import ConfigError
+    from rlpost.models import ModelConfig, load_model
+
+    shutil.copytree(TINY, tmp_path / "model")
+    weights = load_file(tmp_path / "model" / "model.safetensors")
+    weights["renamed.model.embed_tokens.weight"] = weights.pop("model.embed_tokens.weight")
+    save_file(weights, tmp_path / "model" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ConfigError, match=r"the weights do not fit its config.json \(missing keys: .*embed_tokens"):
+        load_model(ModelConfig(path=str(tmp_path / "model")))
 
 
 # one example per class, as the user runs it: (id, argv, text of the one line)

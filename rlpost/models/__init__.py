@@ -144,6 +144,12 @@ def check_model(cfg: ModelConfig):
             "model.attn_implementation",
             f"{cfg.attn_implementation} needs a CUDA GPU and there is none; use sdpa",
         )
+    if directory is not None:
+        for name in ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json", "generation_config.json"):
+            if (directory / name).is_file():
+                _read_json(directory / name)
+        for template in directory.glob("*.jinja"):
+            _read_text(template)
     tokenizer = load_tokenizer(path, cfg)
     check(
         tokenizer.chat_template is not None,
@@ -155,13 +161,21 @@ def check_model(cfg: ModelConfig):
     return tokenizer, max_positions
 
 
+def _read_text(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = file.read_bytes()[: error.start].count(b"\n") + 1
+        raise ConfigError(f"model.path: {file}:{line}: not UTF-8 text") from None
+    except OSError as error:
+        raise ConfigError(f"model.path: cannot read {file}: {error.strerror or error}") from None
+
+
 def _read_json(file: Path) -> dict:
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = json.loads(_read_text(file))
     except json.JSONDecodeError as error:
         raise ConfigError(f"model.path: {file}:{error.lineno}: not valid JSON ({error.msg})") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"model.path: cannot read {file}: {getattr(error, 'strerror', None) or error}") from None
     check(isinstance(data, dict), "model.path", f"{file}: not a JSON object")
     return data
 
@@ -226,15 +240,19 @@ def load_model(cfg: ModelConfig):
     path = resolve_path(cfg.path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
+        model, loading = AutoModelForCausalLM.from_pretrained(
             path,
             dtype=getattr(torch, cfg.dtype),
             attn_implementation=cfg.attn_implementation,
             trust_remote_code=cfg.trust_remote_code,
+            output_loading_info=True,
         )
     except Exception as error:  # noqa: BLE001  missing/broken files, unknown architecture, attention backend
         key = "model.attn_implementation" if "attn" in str(error).lower() else "model.path"
         raise ConfigError(f"{key}: cannot load {path!r}: {_first_line(error)}") from None
+    unfit = {kind: [str(key) for key in loading.get(kind) or []] for kind in ("missing_keys", "mismatched_keys")}
+    listed = "; ".join(f"{kind.replace('_', ' ')}: {', '.join(keys[:4])}" for kind, keys in unfit.items() if keys)
+    check(not listed, "model.path", f"{path}: the weights do not fit its config.json ({listed}); refusing random init")
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
