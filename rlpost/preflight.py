@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -132,6 +133,9 @@ def check_creatable(path: Path, key: str) -> None:
     path = path.expanduser().absolute()
     existing = next(parent for parent in (path, *path.parents) if parent.exists())
     check(existing.is_dir(), key, f"cannot create {path}: {existing} is not a directory")
+    if existing == path:  # a run dir already there (a rerun resumes it): nothing is created in it to check
+        check(os.access(path, os.W_OK | os.X_OK), key, f"{path} is not writable")
+        return
     try:
         tempfile.TemporaryDirectory(dir=existing, prefix=".rlpost-check-").cleanup()
     except OSError as error:

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import threading
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -196,6 +197,8 @@ def check_weights(directory: Path) -> None:
     )
     for file in tensors:
         _check_safetensors(file)
+    for file in pickles:  # torch.save's zip format: a truncated file loses its central directory at the end
+        check(zipfile.is_zipfile(file), "model.path", f"{file} is truncated or not a torch checkpoint; re-download it")
 
 
 def _check_safetensors(file: Path) -> None:
