@@ -47,6 +47,10 @@ def make_files(root: Path) -> dict[str, Path]:
         paths[name] = root / name
     weights = root / "truncated" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    shutil.copytree(TINY, root / "truncated_bin")
+    paths["truncated_bin"] = root / "truncated_bin"
+    (root / "truncated_bin" / "model.safetensors").unlink()
+    (root / "truncated_bin" / "pytorch_model.bin").write_bytes(b"PK\x03\x04" + bytes(100))  # a zip cut short
     for file in (root / "no_tokenizer").glob("tokenizer*"):
         file.unlink()
     (root / "no_weights" / "model.safetensors").unlink()
@@ -148,6 +152,7 @@ PREFLIGHT = [
     ("no data path", ["data=jsonl"], "data.train_path: missing mandatory value; set it"),
     # model dirs
     ("truncated weights", model("truncated"), "truncated/model.safetensors is truncated or corrupt"),
+    ("truncated .bin", model("truncated_bin"), "pytorch_model.bin is truncated or not a torch checkpoint"),
     ("no tokenizer", model("no_tokenizer"), "no_tokenizer has no tokenizer files"),
     ("no weights", model("no_weights"), "no_weights has no weights"),
     ("bad config.json", model("bad_config"), "bad_config/config.json:2: not valid JSON"),
