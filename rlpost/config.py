@@ -110,6 +110,10 @@ def _as_schema(schema: type, node: Any, prefix: str) -> Any:
         reason = str(error).splitlines()[0]
         if isinstance(error, MissingMandatoryValue):
             reason = f"missing mandatory value; set it, e.g. {key}=..."
+        elif "is not a ListConfig" in reason:
+            reason = f"expected a list, e.g. {key}=[a,b]"
+        elif "is not a DictConfig" in reason or "is not a subclass of" in reason and "Dict" in reason:
+            reason = f"expected a mapping, e.g. {key}={{a: 1}}"
         allowed = ", ".join(f.name for f in fields(schema)) if "not in" in reason or "Key" in reason else ""
         hint = f" (allowed keys: {allowed})" if allowed else ""
         raise ConfigError(f"{key}: {reason}{hint}") from None

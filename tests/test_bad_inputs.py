@@ -110,6 +110,9 @@ PREFLIGHT = [
     ("sweep without -m", ["algo=grpo,dapo"], "Ambiguous value for argument 'algo=grpo,dapo'"),
     # types and ranges
     ("not a float", ["algo.clip_low=abc"], "algo.clip_low: Value 'abc'"),
+    ("not a list", ["data.tiers=2+"], "data.tiers: expected a list, e.g. data.tiers=[a,b]"),
+    ("not a mapping", ["advantage=gdpo", "advantage.weights=5"], "advantage.weights: Cannot assign int to Dict"),
+    ("not an int", ["steps=1e3"], "steps: Value '1000.0' of type 'float' could not be converted to Integer"),
     ("clip_low", ["algo.clip_low=-1"], "algo.clip_low: -1.0 is out of range [0.0, 1.0]"),
     ("beta1", ["trainer.beta1=1.5"], "trainer.beta1: must be in [0, 1), got 1.5"),
     ("beta2", ["trainer.beta2=1"], "trainer.beta2: must be in [0, 1), got 1.0"),
