@@ -134,6 +134,7 @@ PREFLIGHT = [
     ("gdpo names", ["advantage=gdpo", "+advantage.weights={corect: 2.0}"], "advantage.weights: corect: not a reward"),
     ("overlong > limit", ["reward.overlong_buffer=16"], "reward.overlong_buffer: 16 must be less than"),
     ("xrpo base_n", ["sampler=xrpo", "n=8", "sampler.base_n=6"], "sampler.base_n: 6 is more than n/2 = 4"),
+    ("xrpo small n", ["sampler=xrpo", "n=3"], "n: sampler=xrpo needs n >= 4"),
     ("eval_size", ["eval_size=500"], "eval_size: 500 is more than the 200 held-out prompts of data=arith"),
     ("prompts_per_step", [*jsonl("no_marker"), "eval_size=1"], "prompts_per_step: 4 is more than the 1 training"),
     ("arith pool", ["data.tiers=[1+]"], "data.train_size: train_size+eval_size+dev_size needs 4400"),
