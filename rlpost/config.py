@@ -58,6 +58,7 @@ class RunSchema:
         for key in ("eval_every", "checkpoint_every", "samples_per_step", "seed", "max_skipped_updates"):
             check(getattr(self, key) >= 0, key, f"must be >= 0, got {getattr(self, key)}")
         check(self.n >= 1, "n", f"must be >= 1, got {self.n}")
+        check(self.seed < 2**63, "seed", f"must be < 2**63 (torch's seed range), got {self.seed}")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", f"must be >= 1, got {self.keep_checkpoints}")
 
 

@@ -114,6 +114,7 @@ PREFLIGHT = [
     ("not a mapping", ["advantage=gdpo", "advantage.weights=5"], "advantage.weights: Cannot assign int to Dict"),
     ("not an int", ["steps=1e3"], "steps: Value '1000.0' of type 'float' could not be converted to Integer"),
     ("clip_low", ["algo.clip_low=-1"], "algo.clip_low: -1.0 is out of range [0.0, 1.0]"),
+    ("seed", ["seed=99999999999999999999"], "seed: must be < 2**63"),
     ("beta1", ["trainer.beta1=1.5"], "trainer.beta1: must be in [0, 1), got 1.5"),
     ("beta2", ["trainer.beta2=1"], "trainer.beta2: must be in [0, 1), got 1.0"),
     ("adam_eps", ["trainer.adam_eps=0"], "trainer.adam_eps: must be > 0"),
