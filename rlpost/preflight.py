@@ -192,7 +192,8 @@ def _jobs(config_name: str, overrides: list[str], multirun: bool) -> tuple[list[
 
     parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
     parsed = parser.parse_overrides(overrides)
-    if not multirun and OmegaConf.select(_compose(config_name, overrides), "hydra.mode") != "MULTIRUN":
+    mode = OmegaConf.select(_compose(config_name, overrides), "hydra.mode")  # RunMode, or None
+    if not multirun and getattr(mode, "name", mode) != "MULTIRUN":
         return [overrides], None
     base = _compose(config_name, [o.input_line for o in parsed if not o.is_sweep_override()])
     params = OmegaConf.select(base, "hydra.sweeper.params") or {}

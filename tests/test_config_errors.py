@@ -119,3 +119,17 @@ def test_help_and_cfg_job_work(tmp_path):
     assert help_result.returncode == 0 and "algo: " in help_result.stdout
     cfg_result = run_train("--cfg", "job", "algo.clip_high=0.28", timeout=120)
     assert cfg_result.returncode == 0 and "clip_high: 0.28" in cfg_result.stdout
+
+
+def test_a_search_in_the_config_is_a_multirun_checked_at_both_ends_of_each_interval():
+    """hparams_search=optuna_lr_clip sets hydra.mode=MULTIRUN and interval() params: 2 x 2 x 2 end points."""
+    from hydra import initialize_config_dir
+
+    from rlpost.config import CONF_DIR
+    from rlpost.preflight import _jobs
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        jobs, sweep_dir = _jobs("train", ["hparams_search=optuna_lr_clip", "debug=fast"], multirun=False)
+    assert sweep_dir is not None and len(jobs) == 8
+    assert {job[0] for job in jobs} == {"trainer.lr=1e-05", "trainer.lr=0.001"}
+    assert {job[1] for job in jobs} == {"algo.clip_low=0.1", "algo.clip_low=0.3"}
