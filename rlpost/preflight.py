@@ -192,8 +192,7 @@ def _jobs(config_name: str, overrides: list[str], multirun: bool) -> tuple[list[
 
     parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
     parsed = parser.parse_overrides(overrides)
-    mode = OmegaConf.select(_compose(config_name, overrides), "hydra.mode")  # RunMode, or None
-    if not multirun and getattr(mode, "name", mode) != "MULTIRUN":
+    if not multirun and _mode(_compose(config_name, overrides)) != "MULTIRUN":
         return [overrides], None
     base = _compose(config_name, [o.input_line for o in parsed if not o.is_sweep_override()])
     params = OmegaConf.select(base, "hydra.sweeper.params") or {}
@@ -203,6 +202,11 @@ def _jobs(config_name: str, overrides: list[str], multirun: bool) -> tuple[list[
         key = override.get_key_element()
         choices[key] = [f"{key}={value}" for value in _sweep_values(override)]
     return [list(job) for job in itertools.product(*choices.values())], OmegaConf.select(base, "hydra.sweep.dir")
+
+
+def _mode(cfg: DictConfig) -> str | None:
+    mode = OmegaConf.select(cfg, "hydra.mode")  # a RunMode, or None when the config leaves it to the flag
+    return getattr(mode, "name", mode)
 
 
 def _sweep_values(override) -> list[str]:
