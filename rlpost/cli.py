@@ -7,20 +7,17 @@ and what is allowed, and exit with code 2; HYDRA_FULL_ERROR=1 shows the full tra
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 
-from rlpost.config import ConfigError, validate
+from rlpost.config import CONF_DIR, ConfigError, compose_train, validate  # noqa: F401  (compose_train: re-export)
 from rlpost.launch import PREEMPTED_EXIT, export_distributed_env, register_resolvers, run_status
+from rlpost.preflight import CONFIG_ERRORS, one_line, preflight
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 CONFIG_EXIT = 2
 register_resolvers()  # ${rlpost.job_dir:...} in hydra.sweep.subdir
 
@@ -108,61 +105,18 @@ def _config_exit(message: str) -> None:
     sys.exit(CONFIG_EXIT)
 
 
-def compose_train(overrides: list[str]) -> DictConfig:
-    """conf/train.yaml composed with `overrides`, outside a Hydra run (for error messages, tests, benchmarks)."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
-
-
-def one_line(error: BaseException) -> str:
-    """A configuration error as one line naming the key and what is allowed."""
-    text = str(error)
-    if isinstance(error, MissingConfigException) and "Could not find '" in text:
-        missing = re.search(r"Could not find '([^']+)'", text).group(1)
-        group, _, option = missing.rpartition("/")
-        options = [line.strip() for line in text.splitlines() if line.startswith("\t")]
-        if group and options:
-            return f"{group}={option}: no such option; choose one of: {', '.join(options)}"
-    match = re.search(r"Could not override '([^']+)'", text)
-    if match:
-        key = match.group(1)
-        return f"{key}: no such key; allowed keys: {', '.join(_allowed_keys(key))} (use +{key}=... to add one)"
-    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else None
-    lines = [line.strip() for line in (text + "\n" + (str(cause) if cause else "")).splitlines() if line.strip()]
-    return "; ".join(line for line in lines if not line.startswith("full_key") and not line.startswith("object_type"))
-
-
-def _allowed_keys(key: str) -> list[str]:
-    """Keys that exist where `key` was looked for, from the composed config without the failing override."""
-    overrides = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith(("-", key + "=", "hydra"))]
-    try:
-        node = compose_train(overrides)
-        for part in key.split(".")[:-1]:
-            node = node[part]
-        return sorted(str(k) for k in node.keys())
-    except Exception:  # explaining an error must never raise another one
-        return ["(see --cfg job)"]
-
-
 def train() -> None:
     """`rlpost-train [overrides]`."""
     user_wants_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["RLPOST_USER_FULL_ERROR"] = "1" if user_wants_trace else "0"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us: one line + exit 2
     try:
+        preflight(sys.argv[1:])  # every job, its files, model and output dir: before Hydra creates anything
         _train()
-    except (
-        ConfigError,
-        ConfigCompositionException,
-        MissingConfigException,
-        OverrideParseException,
-        OmegaConfBaseException,
-    ) as error:
+    except CONFIG_ERRORS as error:
         if user_wants_trace:
             raise
-        _config_exit(one_line(error))
+        _config_exit(one_line(error, sys.argv[1:]))
     except Exception as error:  # a multirun job that stopped, re-raised by the sweeper after the others ran
         if user_wants_trace or not _is_stopped(error):
             raise

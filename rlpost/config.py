@@ -6,11 +6,16 @@ yaml, and `__post_init__` checks ranges, so a bad value fails at start-up with t
 
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 class ConfigError(ValueError):
@@ -54,6 +59,7 @@ class RunSchema:
         for key in ("eval_every", "checkpoint_every", "samples_per_step", "seed", "max_skipped_updates"):
             check(getattr(self, key) >= 0, key, f"must be >= 0, got {getattr(self, key)}")
         check(self.n >= 1, "n", f"must be >= 1, got {self.n}")
+        check(self.seed < 2**63, "seed", f"must be < 2**63 (torch's seed range), got {self.seed}")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", f"must be >= 1, got {self.keep_checkpoints}")
 
 
@@ -66,10 +72,37 @@ def _registry(group: str):
     return registries.REGISTRIES[group]
 
 
+def compose_train(overrides: list[str]) -> DictConfig:
+    """conf/train.yaml composed with `overrides`, outside a Hydra run (for error messages, tests, benchmarks)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def first_non_finite(value: Any, key: str) -> tuple[str, float] | None:
+    """(key, value) of the first NaN or infinite float in `value` (nested dicts and lists), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for name, item in items:
+        found = first_non_finite(item, f"{key}.{name}" if key else str(name))
+        if found:
+            return found
+    return None
+
+
 def _as_schema(schema: type, node: Any, prefix: str) -> Any:
-    """Merge `node` into `schema` and instantiate it, turning OmegaConf/range errors into one-line ConfigErrors."""
+    """Merge `node` into `schema` and instantiate it, turning OmegaConf/range errors into one-line ConfigErrors.
+
+    Every float of every schema must be finite: NaN or inf in any key (nested ones too) is refused here, before
+    the schema's own range checks, whose comparisons a NaN would slip through.
+    """
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        found = first_non_finite(OmegaConf.to_container(merged, resolve=True), "")
+        if found:
+            raise ConfigError(f"{found[0]}: must be a finite number, got {found[1]}")
         return OmegaConf.to_object(merged)
     except ConfigError as error:
         raise ConfigError(f"{prefix}.{error}" if prefix else str(error)) from None
@@ -79,6 +112,10 @@ def _as_schema(schema: type, node: Any, prefix: str) -> Any:
         reason = str(error).splitlines()[0]
         if isinstance(error, MissingMandatoryValue):
             reason = f"missing mandatory value; set it, e.g. {key}=..."
+        elif "is not a ListConfig" in reason:
+            reason = f"expected a list, e.g. {key}=[a,b]"
+        elif "is not a DictConfig" in reason or "is not a subclass of" in reason and "Dict" in reason:
+            reason = f"expected a mapping, e.g. {key}={{a: 1}}"
         allowed = ", ".join(f.name for f in fields(schema)) if "not in" in reason or "Key" in reason else ""
         hint = f" (allowed keys: {allowed})" if allowed else ""
         raise ConfigError(f"{key}: {reason}{hint}") from None
@@ -103,7 +140,10 @@ def validate(cfg: DictConfig) -> Validated:
     run_keys = {f.name for f in fields(RunSchema)}
     unknown = [k for k in cfg if k not in run_keys and k not in GROUPS and k != "hydra"]
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown top-level key (allowed: {', '.join(sorted(run_keys | set(GROUPS)))})")
+        allowed = sorted(run_keys | set(GROUPS))
+        close = difflib.get_close_matches(str(unknown[0]), allowed, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"{unknown[0]}: unknown top-level key{hint}; allowed: {', '.join(allowed)}")
     run = _as_schema(RunSchema, {k: cfg[k] for k in run_keys if k in cfg}, "")
     groups: dict[str, Any] = {}
     for group in GROUPS:
@@ -118,7 +158,11 @@ def validate(cfg: DictConfig) -> Validated:
 
 
 def cross_check(cfg: Validated) -> None:
-    """Rules that span groups: batch divisibility, group sizes, context length."""
+    """Rules that span groups: batch divisibility, group sizes, schedule length, reward names, DAPO's buffer.
+
+    A group's schema may add its own rules on the whole config with a method `cross_check(cfg)` (e.g. a sampler
+    whose parameter depends on run.n); they run here, after the shared ones.
+    """
     run = cfg.run
     rollouts = run.prompts_per_step * run.n
     check(
@@ -127,7 +171,53 @@ def cross_check(cfg: Validated) -> None:
         f"{run.minibatches} does not divide the rollout batch prompts_per_step*n = {rollouts}",
     )
     least = getattr(cfg.advantage, "min_group_size", 1)
+    check(least >= 1, "advantage.min_group_size", f"must be >= 1, got {least}")
     check(run.n >= least, "n", f"advantage={cfg.advantage.name} needs n >= {least} completions per prompt, got {run.n}")
+    updates = run.steps * run.ppo_epochs * run.minibatches
+    warmup = getattr(cfg.trainer, "warmup_steps", 0)
+    check(
+        warmup <= updates,
+        "trainer.warmup_steps",
+        f"{warmup} is more than the run's {updates} optimizer steps (steps*ppo_epochs*minibatches): "
+        "the learning rate would never reach trainer.lr",
+    )
+    _check_overlong(cfg)
+    _check_reward_weights(cfg)
+    for group in GROUPS:
+        rule = getattr(cfg.groups[group], "cross_check", None)
+        if callable(rule):
+            rule(cfg)
+
+
+def _check_overlong(cfg: Validated) -> None:
+    """DAPO's soft punishment starts at max_new_tokens - overlong_buffer tokens: that start must be > 0."""
+    buffer, limit = getattr(cfg.reward, "overlong_buffer", 0), cfg.rollout.max_new_tokens
+    check(
+        buffer < limit,
+        "reward.overlong_buffer",
+        f"{buffer} must be less than rollout.max_new_tokens={limit} "
+        f"(the punishment ramps over the last overlong_buffer tokens of the limit)",
+    )
+
+
+def reward_names(reward: Any) -> list[str]:
+    """Names of the rewards a run's reward config produces (batch.rewards keys), known before anything runs."""
+    names = list(reward.names()) if callable(getattr(reward, "names", None)) else [reward.name]
+    return names + (["overlong"] if getattr(reward, "overlong_buffer", 0) > 0 else [])
+
+
+def _check_reward_weights(cfg: Validated) -> None:
+    """Per-reward weights of a multi-reward advantage (advantage.weights) must name rewards this run produces."""
+    weights = getattr(cfg.advantage, "weights", None)
+    if not isinstance(weights, dict) or not weights:
+        return
+    known = reward_names(cfg.reward)
+    unknown = sorted(set(weights) - set(known))
+    check(
+        not unknown,
+        "advantage.weights",
+        f"{', '.join(unknown)}: not a reward of reward={cfg.reward.name} (its rewards: {', '.join(known)})",
+    )
 
 
 def to_dict(obj: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from rlpost.config import ConfigError
+from rlpost.config import ConfigError, check
 from rlpost.data.arith import ArithConfig, arith_splits
 from rlpost.data.jsonl import JsonlConfig, read_jsonl
 from rlpost.data.tasks import GSM8KDataConfig, Math500DataConfig, MathDataConfig, TaskDataConfig, task_splits
@@ -77,19 +77,66 @@ def drop_long(prompts: Prompts, max_tokens: int) -> Prompts:
     )
 
 
+def read_splits(cfg) -> dict[str, list[dict]]:
+    """The dataset's raw splits ("train", "eval", ...); a row without a usable question or answer is a ConfigError."""
+    key = repr(cfg)
+    if key not in _ROWS:
+        splits = DATASETS.get(cfg.name).component(cfg)
+        for split, rows in splits.items():
+            check(len(rows) > 0, "data", f"data={cfg.name}: the {split} split is empty")
+            for number, row in enumerate(rows, start=1):
+                _check_row(row, f"data={cfg.name}: {split} row {number}")
+        _ROWS.clear()  # keep one dataset: the run's
+        _ROWS[key] = splits
+    return _ROWS[key]
+
+
+_ROWS: dict[str, dict[str, list[dict]]] = {}  # read once for the start-up checks and again for the run
+
+
+def _check_row(row: dict, where: str) -> None:
+    for key in ("question", "answer"):
+        value = row.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ConfigError(f"{where}: '{key}' is {'missing or null' if value is None else 'empty'}")
+
+
+def check_sizes(cfg, splits: dict[str, list[dict]]) -> None:
+    """Run-level sizes that the data must cover: eval_size held-out prompts, prompts_per_step distinct prompts."""
+    held_out, train = len(splits["eval"]), len(splits["train"])
+    check(
+        cfg.run.eval_size <= held_out,
+        "eval_size",
+        f"{cfg.run.eval_size} is more than the {held_out} held-out prompts of data={cfg.data.name}",
+    )
+    check(
+        cfg.run.prompts_per_step <= train,
+        "prompts_per_step",
+        f"{cfg.run.prompts_per_step} is more than the {train} training prompts of data={cfg.data.name}",
+    )
+
+
 def load_splits(cfg, tokenizer, template_kwargs: dict | None = None) -> dict[str, Prompts]:
-    """Every split of the dataset as token ids; over-long prompts dropped (reported on stderr)."""
-    splits = DATASETS.get(cfg.name).component(cfg)
-    limit = getattr(cfg, "max_prompt_tokens", 0)
-    out = {}
-    for name, rows in splits.items():
-        out[name] = drop_long(render(rows, tokenizer, template_kwargs), limit)
-        if out[name].dropped:
-            print(
-                f"data: dropped {out[name].dropped} of {len(rows)} {name} prompts longer than "
-                f"data.max_prompt_tokens={limit}",
-                file=sys.stderr,
-            )
-        if not len(out[name]):
-            raise ConfigError(f"data.max_prompt_tokens: all {len(rows)} {name} prompts are longer than {limit}")
-    return out
+    """Every split rendered with `tokenizer`, over-long prompts dropped (reported on stderr); the start-up check's
+    rendering is reused by the run (same process)."""
+    key = (repr(cfg), getattr(tokenizer, "name_or_path", id(tokenizer)), getattr(tokenizer, "chat_template", None))
+    key += (repr(sorted((template_kwargs or {}).items())),)
+    if key not in _RENDERED:
+        limit = getattr(cfg, "max_prompt_tokens", 0)
+        out = {}
+        for name, rows in read_splits(cfg).items():
+            out[name] = drop_long(render(rows, tokenizer, template_kwargs), limit)
+            if out[name].dropped:
+                print(
+                    f"data: dropped {out[name].dropped} of {len(rows)} {name} prompts longer than "
+                    f"data.max_prompt_tokens={limit}",
+                    file=sys.stderr,
+                )
+            if not len(out[name]):
+                raise ConfigError(f"data.max_prompt_tokens: all {len(rows)} {name} prompts are longer than {limit}")
+        _RENDERED.clear()
+        _RENDERED[key] = out
+    return _RENDERED[key]
+
+
+_RENDERED: dict[tuple, dict[str, Prompts]] = {}

@@ -10,7 +10,7 @@ import operator
 import random
 from dataclasses import dataclass, field
 
-from rlpost.config import check
+from rlpost.config import ConfigError, check
 
 OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 
@@ -35,6 +35,22 @@ class ArithConfig:
             )
         for key in ("train_size", "eval_size", "dev_size"):
             check(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
+        tiers = len(self.tiers)
+        needed = sum(-(-getattr(self, key) // tiers) for key in ("train_size", "eval_size", "dev_size"))
+        smallest = min(self.tiers, key=distinct_problems)
+        check(
+            needed <= distinct_problems(smallest),
+            "train_size",
+            f"train_size+eval_size+dev_size needs {needed} distinct problems per tier, "
+            f"but tier {smallest!r} has only {distinct_problems(smallest)}",
+        )
+
+
+def distinct_problems(tier: str) -> int:
+    """How many different questions a tier can ask: operand pairs of `digits` digits (0-9 for one digit)."""
+    digits = int(tier[:-1])
+    per_operand = 10 if digits == 1 else 9 * 10 ** (digits - 1)
+    return per_operand**2
 
 
 def make_problem(rng: random.Random, tier: str) -> dict:
@@ -50,7 +66,7 @@ def _draw(rng: random.Random, tiers: list[str], count: int, exclude: set[str]) -
     while len(problems) < count:
         attempts += 1
         if attempts > 50 * count + 1000:
-            raise ValueError(f"arith: cannot draw {count} distinct problems from tiers {tiers}; lower the size")
+            raise ConfigError(f"data: cannot draw {count} distinct problems from tiers {tiers}; lower data.train_size")
         problem = make_problem(rng, tiers[len(problems) % len(tiers)])
         if problem["question"] not in exclude:
             exclude.add(problem["question"])

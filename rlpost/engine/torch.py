@@ -48,6 +48,10 @@ class TorchEngineConfig:
 
     def __post_init__(self) -> None:
         in_range(self.lr, "lr", 0.0, 1.0, low_open=True)
+        for key in ("beta1", "beta2"):  # AdamW's moment decays: 1.0 would never forget, and divide by 1 - 1
+            check(0.0 <= getattr(self, key) < 1.0, key, f"must be in [0, 1), got {getattr(self, key)}")
+        check(self.adam_eps > 0, "adam_eps", f"must be > 0, got {self.adam_eps}")
+        check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         check(self.schedule in SCHEDULES, "schedule", f"{self.schedule!r} is not one of {', '.join(SCHEDULES)}")
         in_range(self.min_lr_ratio, "min_lr_ratio", 0.0, 1.0)
         check(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")

@@ -15,7 +15,7 @@ from rlpost.batch import RolloutBatch
 from rlpost.registry import Registry
 from rlpost.rewards.arith import ArithRewardConfig, arith_reward
 from rlpost.rewards.custom import CustomRewardConfig, load_function
-from rlpost.rewards.isolation import SafeCaller
+from rlpost.rewards.isolation import RewardFailure, SafeCaller
 from rlpost.rewards.overlong import overlong_penalty
 
 REWARDS = Registry("reward")
@@ -35,6 +35,27 @@ def arith(texts: list[str], rows: list[dict], cfg: ArithRewardConfig, call) -> t
 @lru_cache(maxsize=8)
 def _custom_function(dotted: str):
     return load_function(dotted)
+
+
+def check_reward(cfg) -> None:
+    """Start-up check of a reward config: import the user's code now, not after the model has loaded."""
+    if isinstance(cfg, CustomRewardConfig):
+        _custom_function(cfg.function)
+
+
+class NonFiniteReward(RewardFailure):
+    """A reward function returned NaN or inf: the run stops (exit 1) naming the reward and the completion."""
+
+
+def check_finite_rewards(named: dict[str, torch.Tensor], rows: list[dict], texts: list[str]) -> None:
+    for name, values in named.items():
+        bad = (~torch.isfinite(values)).nonzero().flatten()
+        if len(bad):
+            first = int(bad[0])
+            raise NonFiniteReward(
+                f"reward.{name} returned {float(values[first])} for {len(bad)} of {len(values)} completions, "
+                f"first for question {rows[first].get('question', '?')!r} with completion {texts[first]!r}"
+            )
 
 
 @REWARDS.register("custom", CustomRewardConfig)
@@ -58,6 +79,7 @@ def score(cfg, batch: RolloutBatch, rows: list[dict], max_length: int = 0) -> di
     else:
         named, metrics = component(batch.texts, rows, cfg, caller)
     caller.raise_if_too_many(cfg.max_error_rate, cfg.name)
+    check_finite_rewards(named, rows, batch.texts)
     if cfg.overlong_buffer > 0 and max_length > 0:
         named = named | {
             "overlong": overlong_penalty(batch.response_lengths, max_length, cfg.overlong_buffer, cfg.overlong_factor)

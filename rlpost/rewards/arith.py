@@ -16,6 +16,9 @@ class ArithRewardConfig(RewardConfig):
     correct: float = 1.0  # reward for the right answer
     wrong: float = 0.0  # reward for a wrong or malformed answer
 
+    def names(self) -> tuple[str, ...]:
+        return ("correct",)
+
 
 def arith_reward(completion: str, answer: str) -> tuple[float, bool]:
     """(1.0 if the last integer in `completion` equals `answer` else 0.0, malformed?). Never raises."""

@@ -38,6 +38,11 @@ class RewardConfig:
         check(self.timeout_s >= 0, "timeout_s", f"must be >= 0 (0 = off), got {self.timeout_s}")
         in_range(self.max_error_rate, "max_error_rate", 0.0, 1.0)
         check(self.overlong_buffer >= 0, "overlong_buffer", f"must be >= 0 (0 = off), got {self.overlong_buffer}")
+        check(self.overlong_factor >= 0, "overlong_factor", f"must be >= 0, got {self.overlong_factor}")
+
+    def names(self) -> tuple[str, ...]:
+        """Keys this reward writes into batch.rewards (checked against advantage.weights at start-up)."""
+        return (self.name,)
 
 
 @contextmanager

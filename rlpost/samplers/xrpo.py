@@ -41,7 +41,7 @@ from rlpost.samplers.common import PromptStream, StatefulConfig, t_quantile
 @dataclass
 class XrpoConfig(StatefulConfig):
     name: str = "xrpo"
-    base_n: int = 4  # phase-1 rollouts per prompt (>= 2 for a std; at most n/2 so half the budget is adaptive)
+    base_n: int = 0  # phase-1 rollouts per prompt: 0 = n/2 (half the budget stays adaptive); else 2 .. n/2
     phases: int = 3  # generation rounds per step: the base round + allocation rounds
     confidence: float = 0.95  # level of the Student-t interval whose half-width is the uncertainty (1 - alpha)
     exploration: float = 0.05  # lambda: weight of the bonus sqrt(log(1 + t) / n_q) (paper: > 0, value not given)
@@ -53,7 +53,11 @@ class XrpoConfig(StatefulConfig):
     max_prompt_tokens: int = 248  # a seeded prompt longer than this drops exemplars (context - max_new_tokens)
 
     def __post_init__(self) -> None:
-        check(self.base_n >= 2, "base_n", f"must be >= 2 (a std needs two rewards), got {self.base_n}")
+        check(
+            self.base_n == 0 or self.base_n >= 2,
+            "base_n",
+            f"must be 0 (= n/2) or >= 2 (a std needs two rewards), got {self.base_n}",
+        )
         check(self.phases >= 1, "phases", f"must be >= 1, got {self.phases}")
         in_range(self.confidence, "confidence", 0.0, 1.0, low_open=True)
         check(self.confidence < 1.0, "confidence", "must be < 1")
@@ -61,6 +65,17 @@ class XrpoConfig(StatefulConfig):
         check(self.max_n >= 0, "max_n", f"must be >= 0, got {self.max_n}")
         for key in ("icl_examples", "icl_n", "bank_size", "max_prompt_tokens"):
             check(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
+
+    def cross_check(self, cfg) -> None:
+        """At start-up: phase 1 spends at most half of the step's budget, and at least two rollouts per prompt."""
+        half = cfg.run.n // 2
+        check(half >= 2, "n", f"sampler=xrpo needs n >= 4 (phase 1: 2 .. n/2 rollouts per prompt), got {cfg.run.n}")
+        check(
+            self.base_n <= half,
+            "sampler.base_n",
+            f"{self.base_n} is more than n/2 = {half} (half of each prompt's budget n={cfg.run.n} is left for "
+            f"the adaptive phases); lower sampler.base_n (0 = n/2) or raise n to at least {2 * self.base_n}",
+        )
 
 
 def half_width(count: int, std: float, confidence: float) -> float:
@@ -120,7 +135,7 @@ class XrpoSampler:
 
     @property
     def base_n(self) -> int:
-        return max(2, min(self.cfg.base_n, self.context.n // 2))
+        return self.cfg.base_n or self.context.n // 2  # start-up checked 2 <= it <= n/2 (XrpoConfig.cross_check)
 
     def select(self, step: int) -> Plan:
         """Phase 1: the next B prompts, base_n rollouts each."""
