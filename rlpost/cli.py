@@ -102,6 +102,10 @@ def one_line(error: BaseException) -> str:
         options = [line.strip() for line in text.splitlines() if line.startswith("\t")]
         if group and options:
             return f"{group}={option}: no such option; choose one of: {', '.join(options)}"
+    match = re.search(r"Multiple values for ([\w/]+)\.", text)
+    if match:  # `+group=option` for a group that already has a default (experiment, debug: null)
+        group = match.group(1)
+        return f"+{group}: {group} is already a config group; choose its option without '+': {group}=<option>"
     match = re.search(r"Could not override '([^']+)'", text)
     if match:
         key = match.group(1)
