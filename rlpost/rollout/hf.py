@@ -13,6 +13,7 @@ from torch import Tensor
 
 from rlpost.batch import RolloutBatch
 from rlpost.rollout import ROLLOUTS, Request, SamplingConfig
+from rlpost.rollout.kv import make_decoder
 
 
 def pad_left(sequences: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
@@ -89,8 +90,6 @@ class HFRollout:
 
     def _sample_loop(self, prompts: list[list[int]], greedy: bool) -> tuple[Tensor, Tensor | None]:
         """([B, T] sampled ids, pad after EOS; [B, T] log-probs under the sampling distribution, or None if greedy)."""
-        from transformers import DynamicCache
-
         pad_id, eos_id = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
         slots: dict[tuple[int, ...], int] = {}
         inverse = torch.tensor([slots.setdefault(tuple(ids), len(slots)) for ids in prompts])  # [B] -> prompt slot
@@ -101,12 +100,8 @@ class HFRollout:
             position_ids=(prompt_mask.long().cumsum(dim=1) - 1).clamp(min=0),
             use_cache=True,
         )
-        cache = DynamicCache(
-            ddp_cache_data=[(layer.keys[inverse], layer.values[inverse]) for layer in prefill.past_key_values.layers]
-        )
+        decoder = make_decoder(self.model, prefill.past_key_values, inverse, prompt_mask, self.cfg.max_new_tokens)
         hidden = prefill.last_hidden_state[:, -1][inverse]  # [B, H]: left-padded, so the real last prompt token
-        attention = prompt_mask[inverse].long()  # [B, P + t]
-        positions = prompt_mask.sum(dim=1)[inverse][:, None]  # [B, 1] position of the next token
         head = self.model.get_output_embeddings()
         rows = len(prompts)
         finished = torch.zeros(rows, dtype=torch.bool)
@@ -126,14 +121,7 @@ class HFRollout:
             finished |= next_ids == eos_id
             if bool(finished.all()) or step == self.cfg.max_new_tokens - 1:
                 break
-            attention = torch.cat([attention, torch.ones(rows, 1, dtype=attention.dtype)], dim=1)
-            hidden = self.model.model(
-                input_ids=next_ids[:, None],
-                attention_mask=attention,
-                position_ids=positions + step,
-                past_key_values=cache,
-                use_cache=True,
-            ).last_hidden_state[:, -1]
+            hidden = decoder.step(next_ids, step)
         return torch.stack(tokens, dim=1), (None if greedy else torch.stack(logprobs, dim=1))
 
     def _generate_hf(self, prompts: list[list[int]], greedy: bool) -> tuple[Tensor, Tensor | None]:
