@@ -652,8 +652,16 @@ def main() -> None:
     if "gpu" in sections:
         report["gpu"] = bench_gpu(args)
     report["machine"]["load_average_at_end"] = os.getloadavg()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    kept = {key: value for key, value in previous.items() if key in ("e2e", "logprob", "gpu") and key not in report}
+    if kept:  # sections not rerun keep their last results, with the machine and date they were measured on
+        report["earlier"] = previous.get("earlier", {}) | {
+            key: {"result": value, "machine": previous.get("machine"), "date": previous.get("date")}
+            for key, value in kept.items()
+        }
+    out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwrote {args.out}")
 
 
