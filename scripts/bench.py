@@ -305,7 +305,8 @@ def workloads(args) -> list[dict]:
     return rows
 
 
-def bench_e2e(args) -> list[dict]:
+def bench_e2e(args, on_row=None) -> list[dict]:
+    """All workloads; `on_row(results so far)` after each (the table is written as rows arrive)."""
     results = []
     qwen_path = str(build_qwen_vocab_model(QWEN_DIR)) if "qwen" in args.models.split(",") else None
     for workload in workloads(args):
@@ -333,6 +334,8 @@ def bench_e2e(args) -> list[dict]:
             row["cpu_time_ratio_rlpost_over_trl"] = ours["step_cpu_seconds_median"] / theirs["step_cpu_seconds_median"]
         print(f"   {_row_text(row)}", flush=True)
         results.append(row)
+        if on_row is not None:
+            on_row(results)
     return results
 
 
@@ -583,6 +586,19 @@ def bench_gpu(args) -> dict:
     return result
 
 
+def write_report(report: dict, out: Path) -> None:
+    """performance.json: this run's sections; sections not rerun keep their last results under "earlier"."""
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    earlier = dict(previous.get("earlier", {}))
+    for key in ("e2e", "logprob", "gpu"):
+        if key in previous and key not in report and previous.get("date") != report["date"]:
+            earlier[key] = {"result": previous[key], "machine": previous.get("machine"), "date": previous.get("date")}
+    body = report | ({"earlier": {k: v for k, v in earlier.items() if k not in report}} if earlier else {})
+    out.write_text(json.dumps(body, indent=1) + "\n")
+
+
 # -- main ----------------------------------------------------------------------------------------------------
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--logprob-child":
@@ -641,27 +657,21 @@ def main() -> None:
     except ImportError:
         pass
     if "e2e" in sections:
-        report["e2e"] = bench_e2e(args)
-        table = e2e_table(report["e2e"])
-        print("\n" + table)
-        if not args.no_doc:
-            write_doc_table(table, report)
+
+        def save_rows(rows: list[dict]) -> None:  # after every row: an interrupted run keeps what it measured
+            report["e2e"] = rows
+            write_report(report, Path(args.out))
+            if not args.no_doc:
+                write_doc_table(e2e_table(rows), report)
+
+        report["e2e"] = bench_e2e(args, save_rows)
+        print("\n" + e2e_table(report["e2e"]))
     if "logprob" in sections:
         print("\n== log-prob memory: chunked vs naive (one subprocess per variant)", flush=True)
         report["logprob"] = bench_logprob(args)
     if "gpu" in sections:
         report["gpu"] = bench_gpu(args)
-    report["machine"]["load_average_at_end"] = os.getloadavg()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(out.read_text()) if out.is_file() else {}
-    kept = {key: value for key, value in previous.items() if key in ("e2e", "logprob", "gpu") and key not in report}
-    if kept:  # sections not rerun keep their last results, with the machine and date they were measured on
-        report["earlier"] = previous.get("earlier", {}) | {
-            key: {"result": value, "machine": previous.get("machine"), "date": previous.get("date")}
-            for key, value in kept.items()
-        }
-    out.write_text(json.dumps(report, indent=1) + "\n")
+    write_report(report, Path(args.out))
     print(f"\nwrote {args.out}")
 
 
