@@ -112,7 +112,7 @@ def test_readme_command_runs(args, user_dir):
     if "--help" in args:
         assert "== Configuration groups ==" in result.stdout and "\nalgo: " in result.stdout, result.stdout[-500:]
     elif "-m" in args:
-        jobs = [path for path in (user_dir / "multirun").iterdir() if path.is_dir()]
+        jobs = [path for path in (user_dir / "multirun").iterdir() if path.is_dir() and not path.name.startswith(".")]
         assert jobs and all((job / "summary.json").is_file() for job in jobs), jobs
     elif "debug=fast" in args:
         assert "held-out accuracy" in result.stdout + result.stderr, result.stdout[-500:]
