@@ -144,6 +144,15 @@ def validate(cfg: DictConfig) -> Validated:
         close = difflib.get_close_matches(str(unknown[0]), allowed, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(f"{unknown[0]}: unknown top-level key{hint}; allowed: {', '.join(allowed)}")
+    # interpolations across groups (advantage.weights=${reward.weights}) resolve here, on the whole config: a
+    # group merged into its schema alone no longer sees the others
+    cfg = OmegaConf.create(
+        {
+            k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
+            for k in cfg
+            if k != "hydra"
+        }
+    )
     run = _as_schema(RunSchema, {k: cfg[k] for k in run_keys if k in cfg}, "")
     groups: dict[str, Any] = {}
     for group in GROUPS:

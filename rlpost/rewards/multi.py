@@ -36,6 +36,10 @@ class MultiRewardConfig(RewardConfig):
         unknown = sorted(set(self.weights) - set(self.rewards))
         check(not unknown, "weights", f"{unknown} are not among rewards {sorted(self.rewards)}")
 
+    def names(self) -> tuple[str, ...]:
+        """batch.rewards keys: one per named reward (advantage=gdpo weighs them)."""
+        return tuple(self.rewards)
+
 
 def multi_reward(texts: list[str], rows: list[dict], cfg: MultiRewardConfig, call, *, batch, max_length, named):
     rewards, metrics = {}, {}
