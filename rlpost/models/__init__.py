@@ -348,7 +348,7 @@ def load_model(cfg: ModelConfig, *, dtype=None, device=None):
         model = model.to(device)
     for key, value in cfg.generation_config.items():
         setattr(model.generation_config, key, value)
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    if len(tokenizer) > model.config.vocab_size:  # the config, not the weight: ZeRO-3 holds a shard of it
         raise ConfigError(
             f"model.tokenizer: {len(tokenizer)} tokens do not fit the model's {model.config.vocab_size}-row embedding"
         )
