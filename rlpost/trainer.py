@@ -91,7 +91,7 @@ def build(cfg: Validated) -> Parts:
     policy = Policy(
         model,
         tokenizer,
-        resolve_path(cfg.model.path),
+        "" if cfg.model.init == "random" else resolve_path(cfg.model.path),  # init=random: no files to load
         cfg.model.dtype,
         longest,
         cfg.model.trust_remote_code,

@@ -23,7 +23,7 @@ class Policy:
 
     module: nn.Module  # the module the engine trains (rollout=hf samples on it directly)
     tokenizer: object  # its tokenizer (pads on the left)
-    path: str  # directory or hub id holding its config.json and tokenizer (vLLM builds the same architecture)
+    path: str  # directory or hub id with config.json and tokenizer (vLLM builds from it); "" for model.init=random
     dtype: str  # the trainer's weight dtype (float32 | bfloat16 | float16)
     max_length: int  # longest prompt of the run's data + rollout.max_new_tokens
     trust_remote_code: bool = False

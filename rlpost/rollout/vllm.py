@@ -128,6 +128,11 @@ def check_servable(policy: Policy, cfg: VLLMConfig) -> None:
     from vllm.model_executor.models import ModelRegistry
     from vllm.platforms import current_platform
 
+    check(
+        bool(policy.path),
+        "model.init",
+        "rollout=vllm starts its engine from the model's files, and model.init=random has none; use rollout=hf",
+    )
     config = policy.module.config
     architectures = list(getattr(config, "architectures", None) or [])
     supported = set(ModelRegistry.get_supported_archs())
