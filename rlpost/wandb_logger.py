@@ -71,26 +71,32 @@ class WandbSink:
     """Mirrors RunLog's metrics and samples into one W&B run."""
 
     def __init__(self, run_dir: Path, cfg: WandbLoggerConfig) -> None:
-        import wandb
+        self.run_dir, self.cfg, self._run = run_dir, cfg, None
 
-        config, group, name = _hydra_context(run_dir)
-        id_file = run_dir / RUN_ID_FILE
-        run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
-        id_file.write_text(run_id + "\n")
-        self.cfg = cfg
-        self.run = wandb.init(
-            project=cfg.project,
-            entity=cfg.entity or None,
-            group=cfg.group or group or None,
-            job_type=cfg.job_type,
-            tags=list(cfg.tags) or None,
-            name=name,
-            id=run_id,
-            resume="allow",
-            dir=str(run_dir),
-            mode=resolve_mode(cfg.mode),
-            config=config,
-        )
+    @property
+    def run(self):
+        """The W&B run, started at the first record: by then the accepted command's .hydra/config.yaml exists."""
+        if self._run is None:
+            import wandb
+
+            config, group, name = _hydra_context(self.run_dir)
+            id_file = self.run_dir / RUN_ID_FILE
+            run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
+            id_file.write_text(run_id + "\n")
+            self._run = wandb.init(
+                project=self.cfg.project,
+                entity=self.cfg.entity or None,
+                group=self.cfg.group or group or None,
+                job_type=self.cfg.job_type,
+                tags=list(self.cfg.tags) or None,
+                name=name,
+                id=run_id,
+                resume="allow",
+                dir=str(self.run_dir),
+                mode=resolve_mode(self.cfg.mode),
+                config=config,
+            )
+        return self._run
 
     def metrics(self, record: dict) -> None:
         step = int(record["step"])
@@ -106,4 +112,5 @@ class WandbSink:
         self.run.log({"samples": table}, step=step)
 
     def close(self) -> None:
-        self.run.finish()
+        if self._run is not None:
+            self._run.finish()
