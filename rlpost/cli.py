@@ -107,6 +107,10 @@ def _config_exit(message: str) -> None:
 
 def train() -> None:
     """`rlpost-train [overrides]`."""
+    if "DS_ACCELERATOR" not in os.environ:  # DeepSpeed (imported by transformers) says so on stderr otherwise
+        import torch
+
+        os.environ["DS_ACCELERATOR"] = "cuda" if torch.cuda.is_available() else "cpu"
     user_wants_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["RLPOST_USER_FULL_ERROR"] = "1" if user_wants_trace else "0"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us: one line + exit 2
