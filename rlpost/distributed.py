@@ -95,13 +95,18 @@ def broadcast_object(value, src: int = 0):
     return box[0]
 
 
+def _all_reduce(value: float, dtype: torch.dtype, op) -> float:
+    """`value` reduced over ranks with `op` (one-element tensor on the CPU; gloo and nccl both take it)."""
+    tensor = torch.tensor([value], dtype=dtype)
+    dist.all_reduce(tensor, op=op)
+    return tensor.item()
+
+
 def all_true(flag: bool) -> bool:
     """True on every rank only when `flag` holds on every rank: a decision that guards a collective."""
     if not dist.is_initialized():
         return bool(flag)
-    value = torch.tensor([0 if flag else 1], dtype=torch.int64)
-    dist.all_reduce(value, op=dist.ReduceOp.SUM)
-    return int(value) == 0
+    return _all_reduce(0 if flag else 1, torch.int64, dist.ReduceOp.SUM) == 0
 
 
 def any_true(flag: bool) -> bool:
@@ -113,18 +118,14 @@ def sum_float(value: float) -> float:
     """The sum of `value` over ranks."""
     if not dist.is_initialized():
         return float(value)
-    tensor = torch.tensor([float(value)], dtype=torch.float64)
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return float(tensor)
+    return float(_all_reduce(float(value), torch.float64, dist.ReduceOp.SUM))
 
 
 def max_int(value: int) -> int:
     """The largest `value` over ranks (e.g. micro-batch counts, so every rank runs as many)."""
     if not dist.is_initialized():
         return int(value)
-    tensor = torch.tensor([int(value)], dtype=torch.int64)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return int(tensor)
+    return int(_all_reduce(int(value), torch.int64, dist.ReduceOp.MAX))
 
 
 def mean_metrics(metrics: dict[str, float]) -> dict[str, float]:
