@@ -26,30 +26,61 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+def _bytes(tensors, seen: set[int]) -> int:
+    """Bytes of the storages behind `tensors` not counted yet (views of one flat buffer count once)."""
+    total = 0
+    for tensor in tensors:
+        if tensor is None or tensor.numel() == 0:
+            continue
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            total += storage.nbytes()
+    return total
+
+
+def _flat(values) -> list:
+    """Tensors in a value of DeepSpeed's per-group containers (tensor, list of tensors, or None)."""
+    if isinstance(values, torch.Tensor):
+        return [values]
+    return [v for v in values or [] if isinstance(v, torch.Tensor)]
+
+
 def model_state_bytes(engine) -> dict[str, int]:
-    """Bytes of parameters, gradients and optimizer state this rank holds (ZeRO partitions counted as held)."""
-    params = grads = 0
-    for p in engine.model.parameters():
-        local = getattr(p, "ds_tensor", None)  # ZeRO-3: the rank's partition
-        tensor = local if local is not None else p
-        params += tensor.numel() * tensor.element_size()
-        if p.grad is not None:
-            grads += p.grad.numel() * p.grad.element_size()
-    optimizer = getattr(getattr(engine, "ds", None), "optimizer", None)
-    states = optimizer.optimizer.state if optimizer is not None else engine.optimizer.state
-    state = sum(
-        t.numel() * t.element_size() for s in states.values() for t in s.values() if isinstance(t, torch.Tensor)
-    )
-    if optimizer is not None:  # ZeRO keeps its own fp32 partitions and gradient partitions
-        for group in getattr(optimizer, "single_partition_of_fp32_groups", []) or []:
-            params += group.numel() * group.element_size()
-            if group.grad is not None:
-                grads += group.grad.numel() * group.grad.element_size()
-        for group in getattr(optimizer, "fp32_partitioned_groups_flat", []) or []:
-            params += group.numel() * group.element_size()
-            if group.grad is not None:
-                grads += group.grad.numel() * group.grad.element_size()
-    return {"params": params, "grads": grads, "optimizer": state}
+    """Bytes of parameters, gradients and optimizer state this rank holds, counted from the tensors themselves.
+
+    Taken just before the optimizer step, when gradients are held (trainer=torch frees them after the step).
+    ZeRO partitions count as held: a ZeRO-3 parameter's `ds_tensor`, ZeRO's fp32 master partitions and their
+    reduced gradient partitions (`averaged_gradients`); views of one flat buffer count once.
+    """
+    seen: set[int] = set()
+    zero = getattr(getattr(engine, "ds", None), "optimizer", None)
+    masters = [
+        *(getattr(zero, "single_partition_of_fp32_groups", None) or []),  # ZeRO-1/2
+        *(getattr(zero, "fp32_partitioned_groups_flat", None) or []),  # ZeRO-3
+    ]
+    module = [getattr(p, "ds_tensor", None) if hasattr(p, "ds_tensor") else p for p in engine.model.parameters()]
+    params = _bytes(module + masters, seen)
+    grad_tensors = [p.grad for p in engine.model.parameters()] + [m.grad for m in masters]
+    for values in (getattr(zero, "averaged_gradients", None) or {}).values():
+        grad_tensors += _flat(values)
+    grads = _bytes(grad_tensors, seen)
+    states = (zero.optimizer if zero is not None else engine.optimizer).state
+    optimizer = _bytes([t for s in states.values() for t in s.values() if isinstance(t, torch.Tensor)], seen)
+    return {"params": params, "grads": grads, "optimizer": optimizer}
+
+
+def held_at_step(engine) -> dict[str, int]:
+    """Wrap `engine.step` so each call records model_state_bytes just before the update (the step's peak)."""
+    held: dict[str, int] = {}
+    step = engine.step
+
+    def measured_step(*args, **kwargs):
+        held.update(model_state_bytes(engine))
+        return step(*args, **kwargs)
+
+    engine.step = measured_step
+    return held
 
 
 def worker(args) -> None:
@@ -59,12 +90,16 @@ def worker(args) -> None:
     from rlpost.cli import compose_train
     from rlpost.config import validate
     from rlpost.engine import ENGINES
+    from rlpost.models import load_model
     from tests.engine.ds_parity import fixed_batch
 
-    cfg = validate(compose_train([f"trainer={args.trainer}", "trainer.micro_batch_size=4"]))
+    overrides = [f"trainer={args.trainer}", "trainer.micro_batch_size=4", f"trainer.precision={args.precision}"]
+    cfg = validate(compose_train(overrides))
     engine_class = ENGINES.get(cfg.trainer.name).component
+    tokenizer = load_model(validate(compose_train([])).model)[1]  # the batch's prompts are in the tiny vocabulary
+    vocab = args.vocab or len(tokenizer)
     config = Qwen3Config(
-        vocab_size=args.vocab,
+        vocab_size=vocab,
         hidden_size=args.hidden,
         intermediate_size=3 * args.hidden,
         num_hidden_layers=args.layers,
@@ -76,19 +111,15 @@ def worker(args) -> None:
     torch.manual_seed(0)
     with engine_class.loading_model(cfg.trainer):
         model = Qwen3ForCausalLM(config)
-    from rlpost.models import load_model
-
-    tokenizer = load_model(validate(compose_train([])).model)[1]
     engine = engine_class(model, cfg.trainer, total_steps=2, need_reference=False)
-    batch = fixed_batch(tokenizer, args.vocab)
+    batch = fixed_batch(tokenizer, vocab)
     from rlpost.advantages import compute_advantages
     from rlpost.trainer import update_policy
 
     compute_advantages(cfg.advantage, batch)
-    held = {}
-    for step in (1, 2):
+    held = held_at_step(engine)
+    for step in (1, 2):  # the second step's record has the optimizer state the first step created
         update_policy(batch, engine, cfg, step)
-        held = model_state_bytes(engine)
     total_params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in engine.model.parameters())
     record = {
         "trainer": args.trainer,
@@ -107,6 +138,7 @@ def run(trainer: str, nproc: int, args, out: Path) -> list[dict]:
     from rlpost.distributed import free_port
 
     shape = ["--hidden", str(args.hidden), "--layers", str(args.layers), "--vocab", str(args.vocab)]
+    shape += ["--precision", args.precision]
     tail = [str(Path(__file__).resolve()), "--worker", "--trainer", trainer, "--out", str(out), *shape]
     if nproc == 1:
         command = [sys.executable, *tail]
@@ -121,10 +153,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=20)
-    parser.add_argument("--vocab", type=int, default=83)  # the tiny tokenizer's; the model's size is in the layers
+    parser.add_argument("--vocab", type=int, default=0, help="0: the tiny tokenizer's (the size is in the layers)")
     parser.add_argument("--worker", action="store_true")
     parser.add_argument("--trainer", default="torch")
     parser.add_argument("--out", default="")
+    parser.add_argument("--precision", default="fp32", help="trainer.precision: fp32 | bf16-mixed (the GPU setting)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     if args.worker:
@@ -137,7 +170,10 @@ def main() -> None:
     base = rows[0]
     base_state = base["params_gb"] + base["grads_gb"] + base["optimizer_gb"]
     ideal = {"torch": "1.00", "deepspeed_zero2": "0.625", "deepspeed_zero3": "0.50"}  # W=2, fp32 AdamW
-    print(f"model: {base['parameters'] / 1e6:.0f}M parameters, fp32, AdamW; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"model: {base['parameters'] / 1e6:.0f}M parameters, trainer.precision={args.precision}, AdamW; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print("| trainer | rank | params GB | grads GB | optimizer GB | model states / torch | ideal | peak RSS GB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
