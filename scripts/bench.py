@@ -176,6 +176,7 @@ def run_trl(spec: dict) -> dict:
 
     group, warmup, steps = spec["group"], spec["warmup"], spec["steps"]
     model, tokenizer = load_model(ModelConfig(path=spec["model_path"]) if spec["model_path"] else ModelConfig())
+    model.set_attn_implementation("sdpa")  # transformers' own sdpa, as TRL users run it (rlpost loads its CPU GQA one)
     dataset = Dataset.from_list(
         [{"prompt": [{"role": "user", "content": row["question"]}], "answer": row["answer"]} for row in spec["rows"]]
     )

@@ -18,6 +18,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -119,7 +120,9 @@ def worker(args) -> None:
     compute_advantages(cfg.advantage, batch)
     held = held_at_step(engine)
     for step in (1, 2):  # the second step's record has the optimizer state the first step created
+        start = time.perf_counter()
         update_policy(batch, engine, cfg, step)
+        seconds = time.perf_counter() - start
     total_params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in engine.model.parameters())
     record = {
         "trainer": args.trainer,
@@ -127,6 +130,7 @@ def worker(args) -> None:
         "world": distributed.world_size(),
         "parameters": total_params,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "step_seconds": seconds,  # the second update
         **{f"{k}_gb": v / 2**30 for k, v in held.items()},
     }
     records = distributed.all_gather_objects(record)
@@ -174,14 +178,16 @@ def main() -> None:
         f"model: {base['parameters'] / 1e6:.0f}M parameters, trainer.precision={args.precision}, AdamW; "
         f"load average {os.getloadavg()[0]:.1f}"
     )
-    print("| trainer | rank | params GB | grads GB | optimizer GB | model states / torch | ideal | peak RSS GB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    columns = "trainer | rank | params GB | grads GB | optimizer GB | model states / torch | ideal | peak RSS GB"
+    columns += " | step s"
+    print(f"| {columns} |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         state = row["params_gb"] + row["grads_gb"] + row["optimizer_gb"]
         print(
             f"| {row['trainer']} | {row['rank']}/{row['world']} | {row['params_gb']:.2f} | {row['grads_gb']:.2f} "
             f"| {row['optimizer_gb']:.2f} | {state / base_state:.2f} | {ideal[row['trainer']]} "
-            f"| {row['peak_rss_gb']:.2f} |"
+            f"| {row['peak_rss_gb']:.2f} | {row['step_seconds']:.1f} |"
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from rlpost.config import ConfigError, check
+from rlpost.models.attention import attention_backend
 from rlpost.registry import Registry
 
 MODELS = Registry("model")
@@ -324,7 +325,7 @@ def load_model(cfg: ModelConfig, *, dtype=None, device=None):
             model = AutoModelForCausalLM.from_config(
                 config,
                 dtype=dtype,
-                attn_implementation=cfg.attn_implementation,
+                attn_implementation=attention_backend(cfg.attn_implementation),
                 trust_remote_code=cfg.trust_remote_code,
             )
     else:
@@ -333,7 +334,7 @@ def load_model(cfg: ModelConfig, *, dtype=None, device=None):
             model, loading = AutoModelForCausalLM.from_pretrained(
                 path,
                 dtype=dtype,
-                attn_implementation=cfg.attn_implementation,
+                attn_implementation=attention_backend(cfg.attn_implementation),
                 trust_remote_code=cfg.trust_remote_code,
                 output_loading_info=True,
             )
