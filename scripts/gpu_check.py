@@ -39,7 +39,7 @@ It needs torch (CUDA build), transformers, hydra-core, omegaconf, rich, safetens
 the deepspeed_zero3 row also deepspeed and accelerate, the vllm row vllm. rlpost itself is imported from this
 checkout (no install). On a GPU machine without network, carry wheels of the versions that work together in a
 venv here (same Python version as there; DeepSpeed ships a source archive, `pip wheel` builds its pure-Python
-wheel; about 20 MB in all):
+wheel; 26 wheels, about 13 MB; pyyaml, numpy, torch come with transformers):
 
     P='hydra.core|omegaconf|antlr4.python3.runtime|rich|markdown.it.py|mdurl|pygments|qwen.tokenizer|tiktoken|requests|urllib3|idna|certifi|charset.normalizer|deepspeed|accelerate|einops|hjson|msgpack|ninja|py.cpuinfo|psutil|pydantic|pydantic.core|annotated.types|typing.inspection'
     pip freeze | grep -iE "^($P)==" | pip wheel --no-deps -w .gpu_wheels -r /dev/stdin   # here, with network
