@@ -524,6 +524,8 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # reward.function=gpu_check:ascii_share
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
+
+    os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")  # as rlpost-train does
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
