@@ -260,7 +260,9 @@ class DeepSpeedEngine(TorchEngine):
 
     # -- weights out: rollout sync and HF export ----------------------------------------------------------
     def named_tensors(self) -> Iterator[tuple[str, Tensor]]:
-        """(name, full tensor) for every weight; under ZeRO-3 gathered `sync_chunk_params` parameters at a time."""
+        """(name, full tensor) for every entry of the model's state dict; under ZeRO-3 gathered `sync_chunk_params`
+        parameters at a time, then the persistent buffers (non-persistent ones such as the rotary inv_freq are not
+        weights: vLLM's loader and the HF export know no such names)."""
         if self.cfg.stage != 3:
             yield from self.model.state_dict().items()
             return
@@ -273,7 +275,9 @@ class DeepSpeedEngine(TorchEngine):
                 for name, param in chunk:
                     yield name, param.detach().clone()
         for name, buffer in self.model.named_buffers():
-            yield name, buffer
+            owner, _, leaf = name.rpartition(".")
+            if leaf not in self.model.get_submodule(owner)._non_persistent_buffers_set:
+                yield name, buffer
 
     # -- checkpoint (collective: every rank calls save/load) ---------------------------------------------
     def save(self, directory: Path, tokenizer=None) -> None:
