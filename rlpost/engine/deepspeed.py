@@ -268,10 +268,13 @@ class DeepSpeedEngine(TorchEngine):
             return
         import deepspeed
 
-        named = list(self.model.named_parameters())
+        # tied weights under each of their names, as in a state dict: vLLM's layer-wise reload fills its LM head
+        # only from `lm_head.weight` (without it the head keeps the weights the engine started with)
+        named = list(self.model.named_parameters(remove_duplicate=False))
         for start in range(0, len(named), self.cfg.sync_chunk_params):
             chunk = named[start : start + self.cfg.sync_chunk_params]
-            with deepspeed.zero.GatheredParameters([p for _, p in chunk], modifier_rank=None):
+            params = list({id(param): param for _, param in chunk}.values())  # a tied parameter gathered once
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
                 for name, param in chunk:
                     yield name, param.detach().clone()
         for name, buffer in self.model.named_buffers():
