@@ -83,6 +83,24 @@ def check_startup(cfg: Validated, run_dir: str | None, run_dir_key: str = "hydra
     if run_dir:
         check_creatable(Path(run_dir), run_dir_key)
     _check_model_and_context(cfg)
+    _check_colocated_engines(cfg)
+
+
+def _check_colocated_engines(cfg: Validated) -> None:
+    """On CPU every rank's vLLM engine reserves rollout.gpu_memory_utilization of the node's RAM (its process,
+    trainer included): the ranks started here must fit together. On GPUs each rank has a device of its own."""
+    from rlpost.engine.precision import resolve_device
+
+    ranks = getattr(cfg.trainer, "nproc_per_node", 1)
+    if cfg.rollout.name != "vllm" or ranks == 1 or resolve_device(cfg.trainer.device).type != "cpu":
+        return
+    fraction = cfg.rollout.gpu_memory_utilization
+    check(
+        ranks * fraction <= 1.0,
+        "rollout.gpu_memory_utilization",
+        f"{fraction} of RAM for each of trainer.nproc_per_node={ranks} vLLM engines on CPU is {ranks * fraction:.2f} "
+        f"of this machine's RAM; at most {1.0 / ranks:.2f} each",
+    )
 
 
 def _check_resume_path(resume: object) -> None:

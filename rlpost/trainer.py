@@ -42,7 +42,7 @@ from rlpost.resume import config_record, resume_changes
 from rlpost.rewards import score
 from rlpost.rewards.isolation import RewardFailure
 from rlpost.rollout import ROLLOUTS, Policy, Request
-from rlpost.rollout.mismatch import mismatch_metrics
+from rlpost.rollout.mismatch import metrics_of_sums, mismatch_sums
 from rlpost.rollout.sharded import ShardedRollout
 from rlpost.rundir import Launch, record_launch
 from rlpost.samplers import SamplerContext, build_sampler, collect_rollouts
@@ -178,8 +178,8 @@ def update_policy(batch: RolloutBatch, engine, cfg: Validated, step: int) -> dic
             minibatch.minibatch_stats = statistics_of_minibatch(minibatch, engine, cfg)  # {} for most algos
             totals, finite = accumulate_gradients(minibatch, norm, engine, cfg, sampled if epoch == 0 else None)
             history.append(totals | engine.step(skip=not finite))
-    if sampled:
-        history[-1] |= mismatch_metrics(*(torch.cat(side) for side in zip(*sampled)))
+    local = mismatch_sums(*(torch.cat(side) for side in zip(*sampled))) if sampled else (0.0, 0.0, 0.0, 0)
+    history[-1] |= metrics_of_sums(distributed.all_gather_objects(local))  # over every rank's sampled tokens
     return distributed.mean_metrics(_mean(history))
 
 

@@ -178,6 +178,12 @@ PREFLIGHT = [
     # where the outputs go, and what to resume
     ("run dir", ["hydra.run.dir={bad}/a_file/run"], "hydra.run.dir: cannot create {bad}/a_file/run: {bad}/a_file is"),
     ("resume", ["resume=/nonexistent/run"], "resume: no complete checkpoint at /nonexistent/run"),
+    # resources the ranks share
+    (
+        "vLLM engines on CPU",
+        ["rollout=vllm", "trainer=deepspeed_zero2", "trainer.device=cpu", "trainer.nproc_per_node=8"],
+        "rollout.gpu_memory_utilization: 0.25 of RAM for each of trainer.nproc_per_node=8 vLLM engines on CPU is 2.00",
+    ),
     # every job of a multirun, and --cfg job
     ("multirun", ["-m", "algo=grpo,dapo", "trainer.lr=1e-4,5"], "job 1 of 4 (algo=grpo trainer.lr=5): trainer.lr"),
     ("multirun range", ["-m", "seed=range(0,3)", "algo.clip_low=0.2,-1"], "algo.clip_low: -1.0 is out of range"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import random
 import shutil
@@ -144,6 +146,41 @@ def test_nan_loss_is_skipped_and_training_continues(tmp_path, monkeypatch):
     assert [m.get("skipped_update") for m in metrics[1:]] == [0.0, 0.0, 1.0, 0.0, 0.0]
     assert changed == [True, True, False, True, True]  # the skipped update left every weight as it was
     assert metrics[-1]["step"] == 5
+
+
+def test_inf_gradient_with_finite_loss_is_skipped_and_training_continues(tmp_path, monkeypatch):
+    """An overflow in backward (finite loss, inf gradient on one parameter) at update 3: trainer=torch's global
+    grad norm is inf, so that update is dropped and counted; weights and AdamW moments stay as they were."""
+    real_update = trainer.update_policy
+    changed: list[tuple[bool, bool]] = []  # per step: (did any weight change, did any AdamW state tensor change)
+
+    def update_with_inf_gradient_at_step_3(batch, engine, cfg, step):
+        weights = {name: tensor.clone() for name, tensor in engine.model.state_dict().items()}
+        moments = copy.deepcopy(engine.optimizer.state_dict()["state"])
+        hook = None
+        if step == 3:
+            param = dict(engine.model.named_parameters())["model.layers.0.mlp.down_proj.weight"]
+            hook = param.register_hook(lambda grad: torch.full_like(grad, float("inf")))
+        metrics = real_update(batch, engine, cfg, step)
+        if hook is not None:
+            hook.remove()
+        after = engine.optimizer.state_dict()["state"]
+        changed.append(
+            (
+                any(not torch.equal(weights[name], tensor) for name, tensor in engine.model.state_dict().items()),
+                set(after) != set(moments)
+                or any(not torch.equal(moments[i][key], after[i][key]) for i in moments for key in moments[i]),
+            )
+        )
+        return metrics
+
+    monkeypatch.setattr(trainer, "update_policy", update_with_inf_gradient_at_step_3)
+    train_in_process(config("steps=5", "checkpoint_every=0"), tmp_path)
+    metrics = read_jsonl(tmp_path / "metrics.jsonl")[1:]
+    assert [m["skipped_update"] for m in metrics] == [0.0, 0.0, 1.0, 0.0, 0.0]
+    assert all(math.isfinite(m["loss"]) for m in metrics)  # the loss stayed finite: only the gradient was not
+    assert not math.isfinite(float(metrics[2]["grad_norm"]))  # written as the string "inf" or "nan"
+    assert changed == [(True, True), (True, True), (False, False), (True, True), (True, True)]
 
 
 def test_consecutive_nan_losses_stop_the_run_with_last_good_checkpoint(tmp_path, monkeypatch):

@@ -17,7 +17,6 @@ import contextlib
 import copy
 import dataclasses
 import logging
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,7 +68,8 @@ def ds_config(cfg: DeepSpeedEngineConfig, precision: str = "fp32") -> dict:
         "train_micro_batch_size_per_gpu": 1,  # rlpost packs its own micro-batches; DeepSpeed never splits them
         "gradient_accumulation_steps": 1,  # boundaries are set per backward (see DeepSpeedEngine.backward)
         "gradient_clipping": cfg.grad_clip if cfg.grad_clip > 0 else 0.0,
-        "bf16": {"enabled": precision != "fp32"},  # bf16 weights and compute, fp32 masters in the ZeRO optimizer
+        # bf16 weights and compute, fp32 masters in the ZeRO optimizer; a non-finite global grad norm skips the step
+        "bf16": {"enabled": precision != "fp32", "check_grad_overflow": True},
         "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 2**31 - 1,
@@ -236,7 +236,14 @@ class DeepSpeedEngine(TorchEngine):
         self.ds.backward(loss * self.world, scale_wrt_gas=False)  # DeepSpeed averages over ranks; we want the sum
 
     def step(self, skip: bool = False) -> dict[str, float]:
-        """Clip, step, schedule; `skip` (decided identically on every rank) drops the update."""
+        """Clip, step, schedule; `skip` (decided identically on every rank) or a non-finite gradient drops the update.
+
+        A finite loss can still give an inf/NaN gradient (an overflow in backward, on one rank only). The ZeRO
+        optimizer takes the global norm of the reduced, partitioned gradients (all-reduced, so every rank sees the
+        same value) before it steps and drops the step when that norm is not finite: no weight or AdamW moment
+        changes (ds_config keeps that check on under bf16 too). DeepSpeed then leaves the lr schedule where it was;
+        it is advanced here, as trainer=torch does for a skipped update, so both engines keep the same schedule.
+        """
         lr = self.optimizer.param_groups[0]["lr"]
         if skip:
             self.ds.optimizer.zero_grad()
@@ -246,24 +253,34 @@ class DeepSpeedEngine(TorchEngine):
         self.ds.step()
         grad_norm = self.ds.get_global_grad_norm()
         grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
-        return {"grad_norm": grad_norm, "lr": lr, "skipped_update": float(not math.isfinite(grad_norm))}
+        skipped = not self.ds.was_step_applied()
+        if skipped:
+            self.scheduler.step()
+        return {"grad_norm": grad_norm, "lr": lr, "skipped_update": float(skipped)}
 
     # -- weights out: rollout sync and HF export ----------------------------------------------------------
     def named_tensors(self) -> Iterator[tuple[str, Tensor]]:
-        """(name, full tensor) for every weight; under ZeRO-3 gathered `sync_chunk_params` parameters at a time."""
+        """(name, full tensor) for every entry of the model's state dict; under ZeRO-3 gathered `sync_chunk_params`
+        parameters at a time, then the persistent buffers (non-persistent ones such as the rotary inv_freq are not
+        weights: vLLM's loader and the HF export know no such names)."""
         if self.cfg.stage != 3:
             yield from self.model.state_dict().items()
             return
         import deepspeed
 
-        named = list(self.model.named_parameters())
+        # tied weights under each of their names, as in a state dict: vLLM's layer-wise reload fills its LM head
+        # only from `lm_head.weight` (without it the head keeps the weights the engine started with)
+        named = list(self.model.named_parameters(remove_duplicate=False))
         for start in range(0, len(named), self.cfg.sync_chunk_params):
             chunk = named[start : start + self.cfg.sync_chunk_params]
-            with deepspeed.zero.GatheredParameters([p for _, p in chunk], modifier_rank=None):
+            params = list({id(param): param for _, param in chunk}.values())  # a tied parameter gathered once
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
                 for name, param in chunk:
                     yield name, param.detach().clone()
         for name, buffer in self.model.named_buffers():
-            yield name, buffer
+            owner, _, leaf = name.rpartition(".")
+            if leaf not in self.model.get_submodule(owner)._non_persistent_buffers_set:
+                yield name, buffer
 
     # -- checkpoint (collective: every rank calls save/load) ---------------------------------------------
     def save(self, directory: Path, tokenizer=None) -> None:

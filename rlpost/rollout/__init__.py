@@ -33,6 +33,8 @@ class Policy:
 class Rollout(Protocol):
     """The narrow interface the trainer and the samplers use."""
 
+    uses_policy_module: bool  # generates with the engine's own module (under ZeRO-3 every forward is a collective)
+
     @classmethod
     def from_policy(cls, policy: Policy, cfg) -> Rollout: ...
 

@@ -51,6 +51,8 @@ def response_mask_until_eos(response_ids: Tensor, eos_ids: int | tuple[int, ...]
 class HFRollout:
     """Generates with the same nn.Module the engine trains, so sync_weights has nothing to copy."""
 
+    uses_policy_module = True  # its forward passes are the engine's (collectives under ZeRO-3)
+
     def __init__(self, model, tokenizer, cfg: SamplingConfig, precision: Precision | None = None) -> None:
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.all_finished = bool  # several ranks in lockstep (ZeRO-3) replace it by an all-ranks agreement

@@ -19,11 +19,24 @@ from torch import Tensor
 
 def mismatch_metrics(sampling_logprobs: Tensor, trainer_logprobs: Tensor) -> dict[str, float]:
     """Metrics above from the [N] log-probs of N sampled tokens under the sampler and the trainer."""
+    return metrics_of_sums([mismatch_sums(sampling_logprobs, trainer_logprobs)])
+
+
+def mismatch_sums(sampling_logprobs: Tensor, trainer_logprobs: Tensor) -> tuple[float, float, float, int]:
+    """(sum |log r|, max |log r|, sum of k3 terms, N) over N sampled tokens: what ranks combine exactly."""
     if sampling_logprobs.numel() == 0:
-        return {}
+        return 0.0, 0.0, 0.0, 0
     delta = trainer_logprobs.double() - sampling_logprobs.double()  # log r
+    return float(delta.abs().sum()), float(delta.abs().max()), float((torch.expm1(delta) - delta).sum()), len(delta)
+
+
+def metrics_of_sums(parts: list[tuple[float, float, float, int]]) -> dict[str, float]:
+    """The metrics over the tokens of every part (e.g. one per rank); {} when there are none."""
+    count = sum(part[3] for part in parts)
+    if count == 0:
+        return {}
     return {
-        "mismatch_abs_mean": float(delta.abs().mean()),
-        "mismatch_abs_max": float(delta.abs().max()),
-        "mismatch_kl": float((torch.expm1(delta) - delta).mean()),
+        "mismatch_abs_mean": sum(part[0] for part in parts) / count,
+        "mismatch_abs_max": max(part[1] for part in parts if part[3]),
+        "mismatch_kl": sum(part[2] for part in parts) / count,
     }

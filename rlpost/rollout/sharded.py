@@ -4,9 +4,10 @@ Whole groups stay on one rank (balanced by rollout count, rlpost.distributed.sha
 advantages are exact; the gathered batch is in request order on every rank, so samplers, rewards and advantages
 see the global batch and stay identical across ranks. Each rank samples with the step's seed folded with its rank.
 
-`lockstep` (ZeRO-3, where every forward pass is a collective): every rank generates the same number of rows
-(short shards are padded with copies of a request and the copies dropped) and stops decoding only when every rank
-has finished, so no rank waits in a collective that another skipped.
+`lockstep` (ZeRO-3, where every forward pass is a collective) applies to a rollout that generates with the engine's
+own module (rollout=hf): every rank generates the same number of rows (short shards are padded with copies of a
+request and the copies dropped) and stops decoding only when every rank has finished, so no rank waits in a
+collective that another skipped. rollout=vllm has its own copy of the weights and generates without collectives.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ class ShardedRollout:
     """Wraps a rollout engine (rollout=hf or vllm) with the same interface."""
 
     def __init__(self, inner, lockstep: bool = False) -> None:
-        self.inner, self.lockstep = inner, lockstep
-        if lockstep:
+        self.inner, self.lockstep = inner, lockstep and inner.uses_policy_module
+        if self.lockstep:
             inner.all_finished = distributed.all_true  # the decoding loop's stop decision, agreed by all ranks
 
     def sync_weights(self, named_tensors) -> None:

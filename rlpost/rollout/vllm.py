@@ -221,6 +221,8 @@ def _process_rng_kept() -> Iterator[None]:
 class VLLMRollout:
     """Colocated vLLM: generate(requests, seed, greedy) -> RolloutBatch; sync_weights(named_tensors) in place."""
 
+    uses_policy_module = False  # its own copy of the weights: generation runs no collective, ranks need no lockstep
+
     def __init__(self, llm, policy: Policy, cfg: VLLMConfig, dtype: torch.dtype, sleep_enabled: bool) -> None:
         self.llm, self.cfg, self.dtype = llm, cfg, dtype
         self.tokenizer = policy.tokenizer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 COMMON = ["trainer.micro_batch_size=3", "seed=3"]
 
 
-def run_worker(tmp_path: Path, trainer: str, nproc: int, extra: list[str]) -> dict:
+def run_worker(tmp_path: Path, trainer: str, nproc: int, extra: list[str], options: tuple[str, ...] = ()) -> dict:
     out = tmp_path / f"{trainer}-{nproc}.pt"
-    args = [f"trainer={trainer}", *COMMON, *extra]
+    args = [*options, f"trainer={trainer}", *COMMON, *extra]
     if nproc == 1:
         command = [sys.executable, str(WORKER), str(out), *args]
     else:
@@ -66,6 +67,22 @@ def test_two_ranks_match_one_process(tmp_path, trainer, extra):
     reference = run_worker(tmp_path, "torch", 1, extra)
     sharded = run_worker(tmp_path, trainer, 2, extra)
     assert_same_update(reference, sharded)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", ["deepspeed_zero2", "deepspeed_zero3"])
+def test_inf_gradient_on_one_rank_skips_the_update_on_every_rank(tmp_path, trainer):
+    """A finite loss with an inf gradient on rank 1 only (update 2 of 3): the global grad norm is inf, so both ranks
+    skip that update and count it, their weights stay as they were, and the AdamW state is untouched: updates 1
+    and 3 together equal trainer=torch's first two updates on the same batch."""
+    reference = run_worker(tmp_path, "torch", 1, ["algo=grpo"], ("--updates=2",))
+    injected = run_worker(tmp_path, trainer, 2, ["algo=grpo"], ("--updates=3", "--inf-grad-update=2"))
+    for rank in injected["ranks"]:
+        assert rank == {"skipped": [0.0, 1.0, 0.0], "unchanged": [False, True, False]}
+    first, skipped, third = injected["losses"]
+    assert all(math.isfinite(loss) for loss in injected["losses"])  # the loss was finite; the gradient was not
+    assert skipped == pytest.approx(third, abs=1e-6)  # same weights before updates 2 and 3
+    assert_same_update(reference, injected | {"losses": [first, third]})
 
 
 def test_shard_groups_keeps_groups_whole_and_balanced():

@@ -12,7 +12,7 @@ import torch
 
 from rlpost.cli import compose_train
 from rlpost.config import ConfigError, validate
-from rlpost.rollout.mismatch import mismatch_metrics
+from rlpost.rollout.mismatch import metrics_of_sums, mismatch_metrics, mismatch_sums
 from rlpost.rollout.vllm import cast_stream, request_seed, tensor_buckets
 from tests.conftest import REPO
 
@@ -52,6 +52,23 @@ def test_mismatch_metrics_by_hand():
     assert metrics["mismatch_kl"] == pytest.approx((0.5 - 1 + math.log(2)) / 2)
     assert mismatch_metrics(trainer, trainer) == {"mismatch_abs_mean": 0.0, "mismatch_abs_max": 0.0, "mismatch_kl": 0.0}
     assert mismatch_metrics(torch.empty(0), torch.empty(0)) == {}
+
+
+def test_mismatch_over_ranks_is_the_mismatch_over_all_their_tokens():
+    """Each rank sums its own tokens; the combined metrics are those of all tokens (the max is a max, not a mean)."""
+    sampling = torch.log(torch.tensor([0.5, 0.25, 0.125]))
+    trainer = torch.log(torch.tensor([0.25, 0.25, 0.5]))
+    rank_0, rank_1, empty_rank = slice(0, 1), slice(1, 3), slice(3, 3)
+    parts = [mismatch_sums(sampling[rows], trainer[rows]) for rows in (rank_0, rank_1, empty_rank)]
+    assert parts[2] == (0.0, 0.0, 0.0, 0)
+    combined, whole = metrics_of_sums(parts), mismatch_metrics(sampling, trainer)
+    assert combined.keys() == whole.keys()
+    for key, value in whole.items():
+        assert combined[key] == pytest.approx(value, rel=1e-12)
+    # |log r| = [log 2, 0, 2 log 2]: max 2 log 2 (rank 1's), mean log 2
+    assert combined["mismatch_abs_max"] == pytest.approx(2 * math.log(2))
+    assert combined["mismatch_abs_mean"] == pytest.approx(math.log(2))
+    assert metrics_of_sums([parts[2]]) == {}
 
 
 @pytest.mark.parametrize(
