@@ -324,13 +324,9 @@ def test_rejected_reruns_leave_the_run_dir_byte_identical_and_accepted_ones_keep
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
     rerun = (*SMALL, "algo=dr_grpo", "logger=tensorboard")
     for rejected, reason in (
-        ((*rerun, "trainer.lr=-1"), "trainer.lr"),  # bad value
-        ((*rerun, "algo.nope=1"), "algo.nope: no such key"),  # misspelled key
-        ((*rerun, "=5"), "malformed override"),
-        ((*rerun,), "already done"),  # at the last step
-        ((*rerun, "steps=1"), "already done"),  # past it
+        ((*rerun, "trainer.lr=-1"), "trainer.lr"),  # bad input (more kinds: tests/test_bad_inputs.py)
+        ((*rerun,), "already done"),  # at the last step (past it, other keys: the in-process tests above)
         ((*SMALL, "algo=dapo", "logger=tensorboard", "steps=3"), "trained with other values of algo."),
-        ((*rerun, "steps=3", "seed=7"), "seed (0 -> 7)"),
         ((*rerun, "steps=3", f"resume={damaged}"), "model.safetensors: unreadable"),
         ((*rerun, "resume=null"), "already holds a run"),  # a fresh start over it
     ):
