@@ -149,7 +149,8 @@ def run_status(run_dir: Path, stopped: type[BaseException] = RunStopped) -> Iter
         yield outcome
     except BaseException as error:
         if outcome.accepted:
-            write_status(run_dir, *_ending(error, stopped, ConfigError))
+            status, fields = _ending(error, stopped, ConfigError)
+            write_status(run_dir, status, **fields)
         raise
     summary = outcome.summary or {}
     if summary.get("preempted"):
