@@ -17,6 +17,7 @@ import os
 import random
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,12 @@ def save_checkpoint(
             shutil.rmtree(partial, ignore_errors=True)
     distributed.barrier()
     return final
+
+
+def last_checkpoint(run_dir: Path) -> str:
+    """The newest complete checkpoint of a run dir, for messages ("none" when there is none)."""
+    found = list_checkpoints(run_dir / "checkpoints")
+    return str(found[-1]) if found else "none"
 
 
 def list_checkpoints(root: Path) -> list[Path]:
@@ -186,13 +193,33 @@ def layout_mismatch(found, expected, prefix: str = "") -> str | None:
     return None
 
 
-def load_checkpoint(directory: Path, engine, sampler):
-    """Restore engine, sampler and RNG from `directory`; return (trainer_state, the restored sampler).
+def check_weight_files(directory: Path) -> None:
+    """The model's *.safetensors files are there and whole (each header covers its file); reads headers only."""
+    from safetensors import safe_open
 
-    The sampler is restored into a copy (returned) and everything is checked before the engine or the global RNG
-    changes; the engine's own load is all-or-nothing. Raises CheckpointError naming the file that does not fit.
-    """
-    trainer_state = read_trainer_state(directory)
+    shards = sorted(directory.glob("*.safetensors"))
+    if not shards:
+        raise CheckpointError(f"{directory}: no *.safetensors model weights")
+    for shard in shards:
+        try:
+            with safe_open(shard, "pt"):
+                pass
+        except Exception as error:  # truncated or overwritten: the header or the sizes do not add up
+            raise CheckpointError(f"{shard}: unreadable ({_reason(error)})") from None
+
+
+def check_archive(path: Path) -> None:
+    """A torch.save file is a whole zip archive (a truncated one has lost its central directory); no tensor read."""
+    try:
+        with zipfile.ZipFile(path):
+            pass
+    except (OSError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path}: unreadable ({_reason(error)})") from None
+
+
+def read_state(directory: Path, sampler):
+    """(state.pt's dict, a copy of `sampler` restored from it): checked against this run's RNG and sampler layout,
+    with `sampler` itself left as it is. CheckpointError naming the file when it does not fit."""
     saved = read_torch(directory / "state.pt")
     for key, expected in (("rng", layout(rng_state())), ("sampler", layout(sampler.state_dict()))):
         where = layout_mismatch(layout(saved.get(key)), expected)
@@ -203,6 +230,17 @@ def load_checkpoint(directory: Path, engine, sampler):
         restored.load_state_dict(saved["sampler"])
     except Exception as error:
         raise CheckpointError(f"{directory / 'state.pt'}: sampler state does not load ({_reason(error)})") from None
+    return saved, restored
+
+
+def load_checkpoint(directory: Path, engine, sampler):
+    """Restore engine, sampler and RNG from `directory`; return (trainer_state, the restored sampler).
+
+    The sampler is restored into a copy (returned) and everything is checked before the engine or the global RNG
+    changes; the engine's own load is all-or-nothing. Raises CheckpointError naming the file that does not fit.
+    """
+    trainer_state = read_trainer_state(directory)
+    saved, restored = read_state(directory, sampler)
     engine.load(directory)
     set_rng_state(saved["rng"])
     return trainer_state, restored

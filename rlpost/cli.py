@@ -37,10 +37,10 @@ def _train(cfg: DictConfig) -> float | None:
         _one_process_per_task(validated)
         if _wants_ranks(validated):  # this process starts the ranks; they write the run's status and outputs
             return _run_ranks(validated.trainer.nproc_per_node)
-        with run_status(run_dir, stopped=RunStopped) as outcome:
-            summary = train(validated, run_dir, launch=Launch.from_hydra(cfg))
+        with run_status(run_dir, stopped=RunStopped) as outcome:  # status.json from outcome.accept() on
+            summary = train(validated, run_dir, launch=Launch.from_hydra(cfg), on_accept=outcome.accept)
             outcome.finish(summary)
-    except ConfigError as error:  # raised before anything ran or was written
+    except ConfigError as error:  # raised before the command was accepted: nothing in the run dir was written
         if os.environ.get("RLPOST_USER_FULL_ERROR") == "1":
             raise
         _config_exit(str(error))

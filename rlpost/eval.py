@@ -114,56 +114,26 @@ def correct_of(batch) -> list[float]:
 
 def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     """Generate greedy and sampled completions, grade them, write the JSON report; return it."""
-    from rlpost import registries
-    from rlpost.data import load_splits
-    from rlpost.data.tasks import TaskDataConfig
     from rlpost.models import load_model
     from rlpost.rewards import score
-    from rlpost.rollout import ROLLOUTS, Policy, Request
+    from rlpost.rollout import Request
 
-    groups = {}
-    for group in EVAL_GROUPS:
-        registry = registries.REGISTRIES[group]
-        name = cfg[group].get("name")
-        check(name in registry.names(), f"{group}.name", f"{name!r} is not one of {', '.join(registry.names())}")
-        groups[group] = _as_schema(registry.get(name).schema, cfg[group], group)
-    settings = _as_schema(EvalSchema, cfg.get("eval", {}), "eval")
-    check(
-        cfg.get("checkpoint") not in (None, "", "???"), "checkpoint", "set checkpoint=<run dir | checkpoint | hub id>"
-    )
+    groups, settings = _eval_config(cfg)
     model_path = resolve_checkpoint(str(cfg.checkpoint))
     model, tokenizer = load_model(replace(groups["model"], path=model_path))
     model.eval()
-    data = groups["data"]
-    if isinstance(data, TaskDataConfig):  # only the eval split is needed
-        data = replace(data, train_path=data.eval_path, train_split=data.eval_split, eval_sets={})
-    prompts = load_splits(data, tokenizer)["eval"]
-    count = min(settings.max_problems or len(prompts), len(prompts))
-    rows, token_ids = prompts.rows[:count], prompts.token_ids[:count]
-    longest = max((len(ids) for ids in token_ids), default=0) + groups["rollout"].max_new_tokens
-    policy = Policy(model, tokenizer, model_path, groups["model"].dtype, longest, groups["model"].trust_remote_code)
-    rollout = ROLLOUTS.get(groups["rollout"].name).component.from_policy(policy, groups["rollout"])
-    reward_cfg, max_length = groups["reward"], groups["rollout"].max_new_tokens
-
+    rows, token_ids = _problems(groups["data"], tokenizer, settings.max_problems)
+    rollout = _rollout(model, tokenizer, model_path, groups, token_ids)
     greedy_batch = rollout.generate([Request(i, ids, 1) for i, ids in enumerate(token_ids)], seed=0, greedy=True)
-    score(reward_cfg, greedy_batch, rows, max_length=max_length)
+    score(groups["reward"], greedy_batch, rows, max_length=groups["rollout"].max_new_tokens)
     greedy = correct_of(greedy_batch)
-    n = settings.samples
-    counts = [0] * count
-    sampled_texts: list[list[str]] = [[] for _ in range(count)]
-    if n:
-        batch = rollout.generate([Request(i, ids, n) for i, ids in enumerate(token_ids)], seed=settings.seed)
-        indices = batch.prompt_index.tolist()
-        score(reward_cfg, batch, [rows[i] for i in indices], max_length=max_length)
-        for i, ok, text in zip(indices, correct_of(batch), batch.texts):
-            counts[i] += int(ok)
-            sampled_texts[i].append(text)
+    counts = _correct_counts(rollout, groups, rows, token_ids, settings)
     report = {
         "checkpoint": model_path,
         "data": groups["data"].name,
         "k": settings.k,
-        "n": n,
-        "metrics": breakdown(rows, greedy, counts, n, settings.k),
+        "n": settings.samples,
+        "metrics": breakdown(rows, greedy, counts, settings.samples, settings.k),
         "problems": [
             {
                 "id": row.get("id", i),
@@ -177,12 +147,72 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
         ],
     }
     output = Path(settings.output) if os.path.isabs(settings.output) else out_dir / settings.output
+    _write_json(output, report)
+    print_table(report, output)
+    return report
+
+
+def _eval_config(cfg: DictConfig) -> tuple[dict, EvalSchema]:
+    """The validated model, data, reward and rollout groups and the `eval:` settings; `checkpoint` must be set."""
+    from rlpost import registries
+
+    groups = {}
+    for group in EVAL_GROUPS:
+        registry = registries.REGISTRIES[group]
+        name = cfg[group].get("name")
+        check(name in registry.names(), f"{group}.name", f"{name!r} is not one of {', '.join(registry.names())}")
+        groups[group] = _as_schema(registry.get(name).schema, cfg[group], group)
+    settings = _as_schema(EvalSchema, cfg.get("eval", {}), "eval")
+    check(
+        cfg.get("checkpoint") not in (None, "", "???"), "checkpoint", "set checkpoint=<run dir | checkpoint | hub id>"
+    )
+    return groups, settings
+
+
+def _problems(data, tokenizer, max_problems: int) -> tuple[list[dict], list[list[int]]]:
+    """(rows, prompt token ids) of the first `max_problems` eval problems (0: all)."""
+    from rlpost.data import load_splits
+    from rlpost.data.tasks import TaskDataConfig
+
+    if isinstance(data, TaskDataConfig):  # only the eval split is needed
+        data = replace(data, train_path=data.eval_path, train_split=data.eval_split, eval_sets={})
+    prompts = load_splits(data, tokenizer)["eval"]
+    count = min(max_problems or len(prompts), len(prompts))
+    return prompts.rows[:count], prompts.token_ids[:count]
+
+
+def _rollout(model, tokenizer, model_path: str, groups: dict, token_ids: list[list[int]]):
+    """The rollout engine of the `rollout` group over `model`, sized for the longest prompt + completion."""
+    from rlpost.rollout import ROLLOUTS, Policy
+
+    model_cfg, rollout_cfg = groups["model"], groups["rollout"]
+    longest = max((len(ids) for ids in token_ids), default=0) + rollout_cfg.max_new_tokens
+    policy = Policy(model, tokenizer, model_path, model_cfg.dtype, longest, model_cfg.trust_remote_code)
+    return ROLLOUTS.get(rollout_cfg.name).component.from_policy(policy, rollout_cfg)
+
+
+def _correct_counts(rollout, groups: dict, rows: list[dict], token_ids: list[list[int]], settings: EvalSchema):
+    """Per problem, how many of its `settings.samples` sampled completions are correct ([0] * problems when 0)."""
+    from rlpost.rewards import score
+    from rlpost.rollout import Request
+
+    counts = [0] * len(rows)
+    if not settings.samples:
+        return counts
+    requests = [Request(i, ids, settings.samples) for i, ids in enumerate(token_ids)]
+    batch = rollout.generate(requests, seed=settings.seed)
+    indices = batch.prompt_index.tolist()
+    score(groups["reward"], batch, [rows[i] for i in indices], max_length=groups["rollout"].max_new_tokens)
+    for i, ok in zip(indices, correct_of(batch)):
+        counts[i] += int(ok)
+    return counts
+
+
+def _write_json(output: Path, report: dict) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(output)
-    print_table(report, output)
-    return report
 
 
 def print_table(report: dict, output: Path) -> None:

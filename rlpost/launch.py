@@ -5,6 +5,7 @@
   MASTER_PORT.
 - `run_status` keeps `<run dir>/status.json` current (running -> completed | preempted | requeued | stopped |
   failed | config_error), so a preempted or requeued run is never read as a finished one.
+- `Preemption` turns SIGTERM/SIGUSR1/SIGUSR2 into a checkpoint at the next step boundary and a clean exit.
 - `job_dirname` is the `rlpost.job_dir` resolver behind `hydra.sweep.subdir`: one valid path component per job.
 """
 
@@ -14,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -112,43 +114,99 @@ def read_status(run_dir: Path) -> dict:
         return {}
 
 
-class _Outcome:
-    def __init__(self) -> None:
-        self.summary: dict | None = None
+class RunStopped(RuntimeError):
+    """The run cannot go on (reward failures, repeated numeric faults, unwritable checkpoints); says why."""
+
+
+class Outcome:
+    """What `run_status` records: `accept()` once the command is accepted, `finish(summary)` once it returns."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir, self.accepted, self.summary = run_dir, False, None
+
+    def accept(self) -> None:
+        """The command passed every check: from now on status.json is this launch's (`running`)."""
+        self.accepted = True
+        write_status(self.run_dir, "running")
 
     def finish(self, summary: dict) -> None:
         self.summary = summary
 
 
 @contextmanager
-def run_status(run_dir: Path, stopped: type[BaseException] = RuntimeError) -> Iterator[_Outcome]:
-    """Record the run's life in status.json: `running`, then how it ended.
+def run_status(run_dir: Path, stopped: type[BaseException] = RunStopped) -> Iterator[Outcome]:
+    """Record the run's life in status.json: `running` from `accept()`, then how it ended.
 
     Ends: `completed` (summary without "preempted"), `preempted` (checkpoint written on a signal; exit 75),
     `requeued` (submitit's requeue exited the process under Slurm), `stopped` (`stopped` raised: the run cannot go
-    on), `config_error`, `failed` (any other exception, with its message).
+    on), `config_error`, `failed` (any other exception, with its message). A command that ends before `accept()`
+    (rejected, or failed while building) writes nothing: status.json still describes the run dir's last run.
     """
     from rlpost.config import ConfigError
 
-    outcome = _Outcome()
-    write_status(run_dir, "running")
+    outcome = Outcome(run_dir)
     try:
         yield outcome
-    except ConfigError as error:
-        write_status(run_dir, "config_error", error=str(error))
-        raise
-    except stopped as error:
-        write_status(run_dir, "stopped", error=str(error))
-        raise
-    except SystemExit as error:  # submitit's USR2 handler: `scontrol requeue` then sys.exit(-1)
-        requeued = bool(os.environ.get("SLURM_JOB_ID")) and error.code not in (0, None)
-        write_status(run_dir, "requeued" if requeued else "exited", exit_code=error.code)
-        raise
     except BaseException as error:
-        write_status(run_dir, "failed", error=f"{type(error).__name__}: {error}")
+        if outcome.accepted:
+            status, fields = _ending(error, stopped, ConfigError)
+            write_status(run_dir, status, **fields)
         raise
     summary = outcome.summary or {}
     if summary.get("preempted"):
         write_status(run_dir, "preempted", step=summary.get("step"), exit_code=PREEMPTED_EXIT)
     else:
         write_status(run_dir, "completed", step=summary.get("steps"), exit_code=0)
+
+
+def _ending(error: BaseException, stopped: type[BaseException], config_error: type[Exception]) -> tuple[str, dict]:
+    """(status, fields) of a run that ended with `error`."""
+    if isinstance(error, config_error):
+        return "config_error", {"error": str(error)}
+    if isinstance(error, stopped):
+        return "stopped", {"error": str(error)}
+    if isinstance(error, SystemExit):  # submitit's USR2 handler: `scontrol requeue` then sys.exit(-1)
+        requeued = bool(os.environ.get("SLURM_JOB_ID")) and error.code not in (0, None)
+        return "requeued" if requeued else "exited", {"exit_code": error.code}
+    return "failed", {"error": f"{type(error).__name__}: {error}"}
+
+
+class Preemption:
+    """SIGTERM/SIGUSR1/SIGUSR2 set a flag; the loop checkpoints at the next step boundary and exits cleanly.
+
+    Under hydra/launcher=slurm, submitit has bound SIGUSR2 (sent `signal_delay_s` before the time limit, or by
+    `scancel --signal=USR2`) to its requeue: `scontrol requeue` then sys.exit(-1), right in the handler. Ours
+    replaces it, and `hand_over()` calls it only once the checkpoint is written.
+    Used as `with Preemption() as preemption:`; the handlers installed before are put back on exit.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+    def __init__(self) -> None:
+        self.requested = 0  # the signal number, once one arrived
+        self.previous: dict = {}
+
+    def __enter__(self) -> Preemption:
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: installed outside Python
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = signum
+
+    def agree(self) -> bool:
+        """Whether some rank got a signal; a rank that did not then stops too (with nothing to hand over)."""
+        from rlpost import distributed
+
+        if distributed.any_true(bool(self.requested)) and not self.requested:
+            self.requested = -1
+        return bool(self.requested)
+
+    def hand_over(self) -> None:
+        """Pass the signal to the handler bound before ours (submitit's requeue under Slurm; it may exit)."""
+        handler = self.previous.get(self.requested)
+        if callable(handler):
+            handler(self.requested, None)

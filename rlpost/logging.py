@@ -67,6 +67,23 @@ def truncate_jsonl(path: Path, last_step: int) -> None:
     tmp.replace(path)
 
 
+def sample_rows(batch, rows: list[dict], count: int) -> list[dict]:
+    """samples.jsonl rows of the first `count` rollouts of a step: prompt, answer, completion, reward, advantage."""
+    out = []
+    for b in range(min(count, len(batch))):
+        row = rows[int(batch.prompt_index[b])]
+        out.append(
+            {
+                "prompt": row["question"],
+                "answer": row["answer"],
+                "completion": batch.texts[b],
+                "reward": float(batch.reward[b]),
+                "advantage": float(batch.advantages[b].flatten()[0]),
+            }
+        )
+    return out
+
+
 class RunLog:
     """Appends metrics and samples; drives the console."""
 

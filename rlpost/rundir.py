@@ -1,6 +1,6 @@
 """A run dir's record of how it was launched: Hydra's .hydra/ files (with the history of every launch) and
 run_info.json (per launch: the option chosen in each config group, the overrides, the step it resumed from and the
-config changes applied).
+config changes applied); and of how it ended: summary.json.
 
 Hydra is told not to write .hydra/ itself (`hydra.output_subdir: null` in conf/train.yaml): it would do so before
 the command is checked, so a rejected rerun would overwrite a finished run's record. rlpost writes the same three
@@ -106,3 +106,22 @@ def record_launch(run_dir: Path, launch: Launch, *, step: int, checkpoint: Path 
     ]
     _write_atomic(run_dir / "run_info.json", json.dumps({"launches": launches}, indent=2) + "\n")
     return launches
+
+
+def run_summary(run_dir: Path, config: dict, state: dict, seconds: float, launch: Launch) -> dict:
+    """summary.json of a finished run: held-out accuracy at the start and the end, the options chosen, the
+    overrides, the config changes applied at each resume and the validated `config` record."""
+    history = state["eval_history"]
+    steps = sorted(history, key=int)
+    return {
+        "run_dir": str(run_dir),
+        "steps": config["run"]["steps"],
+        "seconds": round(seconds, 1),
+        "eval_accuracy_start": history.get("0", history[steps[0]]) if steps else None,
+        "eval_accuracy_end": history[steps[-1]] if steps else None,
+        "eval_history": history,
+        "choices": launch.choices,  # group -> option chosen (algo=dapo and algo=dr_grpo both have name: grpo)
+        "overrides": launch.overrides,
+        "resumes": state.get("resumes", []),  # config changes applied at each resume: {"step", "changes"}
+        "config": config,
+    }

@@ -5,7 +5,8 @@ Each line: {"num", "job_id" (the Slurm job id under hydra/launcher=slurm), "over
 "started" before rlpost wrote one), "step", "updated"}. The `SweepIndex` Hydra callback (conf/train.yaml,
 hydra.callbacks) rebuilds it from the job dirs whenever a job starts or ends, in whichever process or Slurm job
 that happens, and once more when the multirun ends; `rlpost-compare` rebuilds it too. Every rebuild reads all job
-dirs and replaces the file atomically, so concurrent jobs never leave a torn or partial index.
+dirs and replaces the file atomically, so concurrent jobs never leave a torn or partial index; an index that would
+not change is left as it is (a rerun whose jobs are all refused touches nothing).
 """
 
 from __future__ import annotations
@@ -59,9 +60,13 @@ def job_record(run_dir: Path) -> dict:
 def write_index(sweep_dir: Path) -> list[dict]:
     """Rebuild `<sweep_dir>/sweep_index.jsonl` from the job dirs; return its records."""
     records = [job_record(run_dir) for run_dir in job_dirs(sweep_dir)]
+    text = "".join(json.dumps(record) + "\n" for record in records)
+    index = sweep_dir / INDEX
+    if index.is_file() and index.read_text() == text:  # a job refused before it started changes nothing
+        return records
     tmp = sweep_dir / f".{INDEX}.{os.getpid()}"
-    tmp.write_text("".join(json.dumps(record) + "\n" for record in records))
-    tmp.replace(sweep_dir / INDEX)
+    tmp.write_text(text)
+    tmp.replace(index)
     return records
 
 

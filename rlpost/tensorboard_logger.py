@@ -21,11 +21,18 @@ class TensorBoardLoggerConfig:
 
 
 class TensorBoardSink:
-    def __init__(self, run_dir: Path, cfg: TensorBoardLoggerConfig) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+    """Mirrors RunLog's metrics and samples into event files; the writer (and its file) starts at the first record."""
 
-        self.cfg = cfg
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    def __init__(self, run_dir: Path, cfg: TensorBoardLoggerConfig) -> None:
+        self.log_dir, self.cfg, self._writer = run_dir / "tensorboard", cfg, None
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.log_dir))
+        return self._writer
 
     def metrics(self, record: dict) -> None:
         step = int(record["step"])
@@ -40,4 +47,5 @@ class TensorBoardSink:
             self.writer.add_text("samples", text, global_step=step)
 
     def close(self) -> None:
-        self.writer.close()
+        if self._writer is not None:
+            self._writer.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from rlpost.compare import declared_sweep_keys, find_run_dirs, load_run, mean_std, run_keys, swept_keys, table
+from rlpost.sweep import INDEX, write_index
 from tests.conftest import REPO
 
 
@@ -151,3 +152,16 @@ def test_a_running_sweep_keeps_its_swept_keys_before_every_value_started(tmp_pat
     runs = [load_run(d) for d in find_run_dirs([tmp_path])]
     keys, records = table(runs, declared=declared_sweep_keys([tmp_path]))
     assert keys == ["algo"] and [(r["algo"], r["runs"], r["status"]) for r in records] == [("grpo", 2, "running:2")]
+
+
+def test_sweep_index_is_rewritten_only_when_a_job_changed(tmp_path):
+    """A job refused before it starts changes no job dir, so the index keeps its bytes and its file time."""
+    sweep(tmp_path)
+    first = write_index(tmp_path)
+    index = tmp_path / INDEX
+    before = (index.read_bytes(), index.stat().st_mtime_ns, index.stat().st_ino)
+    assert write_index(tmp_path) == first
+    assert (index.read_bytes(), index.stat().st_mtime_ns, index.stat().st_ino) == before
+    (tmp_path / "2_algo=dhpo_entropy,seed=1" / "status.json").write_text(json.dumps({"status": "stopped"}))
+    assert [r["status"] for r in write_index(tmp_path)] == ["completed", "completed", "stopped"]
+    assert index.read_bytes() != before[0]

@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from rlpost import trainer
+from rlpost import resume, trainer
 from rlpost.checkpoint import list_checkpoints
 from rlpost.cli import compose_train
 from rlpost.config import validate
@@ -71,7 +71,7 @@ def test_sigkill_at_random_step_then_resume_matches_uninterrupted(tmp_path, samp
 def test_crash_mid_checkpoint_write_keeps_previous_and_resumes(tmp_path, monkeypatch):
     whole, crashed = tmp_path / "whole", tmp_path / "crashed"
     train_in_process(config(), whole)
-    real_save = trainer.save_checkpoint
+    real_save = resume.save_checkpoint
 
     def save_then_die(root, step, engine, *args, **kwargs):
         if step == 5:  # write a partial temporary checkpoint, then "die" before the rename
@@ -81,11 +81,11 @@ def test_crash_mid_checkpoint_write_keeps_previous_and_resumes(tmp_path, monkeyp
             raise KeyboardInterrupt("killed mid-write")
         return real_save(root, step, engine, *args, **kwargs)
 
-    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(resume, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train_in_process(config(), crashed)
     assert list_checkpoints(crashed / "checkpoints")[-1].name == "step_4"
-    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    monkeypatch.setattr(resume, "save_checkpoint", real_save)
     train_in_process(config(), crashed)
     assert metrics_without_timing(crashed) == metrics_without_timing(whole)
     assert [p.name for p in list_checkpoints(crashed / "checkpoints")] == ["step_7", "step_8"]
@@ -266,14 +266,14 @@ def test_hanging_reward_times_out_and_scores_zero(tmp_path):
 
 
 def test_unwritable_checkpoint_dir_stops_and_keeps_last_good(tmp_path, monkeypatch):
-    real_save = trainer.save_checkpoint
+    real_save = resume.save_checkpoint
 
     def disk_full(root, step, *args, **kwargs):
         if step >= 3:
             raise OSError(28, "No space left on device")
         return real_save(root, step, *args, **kwargs)
 
-    monkeypatch.setattr(trainer, "save_checkpoint", disk_full)
+    monkeypatch.setattr(resume, "save_checkpoint", disk_full)
     with pytest.raises(trainer.RunStopped, match=r"cannot write checkpoint step_3 \(No space left on device\).*step_2"):
         train_in_process(config(), tmp_path)
     from transformers import AutoModelForCausalLM

@@ -13,6 +13,7 @@ import torch
 from rich.console import Console
 from safetensors.torch import load_file, save_file
 
+from rlpost import parts as parts_module
 from rlpost import trainer
 from rlpost.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from rlpost.cli import compose_train
@@ -65,15 +66,31 @@ def run(finished, tmp_path):
 
 
 def snapshot(run_dir) -> dict:
-    """Every file of a run dir, byte for byte, but status.json (rlpost/launch.py records each launch's outcome)."""
-    files = (p for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != "status.json")
-    return {str(p.relative_to(run_dir)): p.read_bytes() for p in files}
+    """Every file and dir under a run dir: its bytes (None for a dir) and its mtime in ns."""
+    return {
+        str(path.relative_to(run_dir)): (path.read_bytes() if path.is_file() else None, path.stat().st_mtime_ns)
+        for path in sorted([run_dir, *run_dir.rglob("*")])
+    }
+
+
+def forbid_model_load(monkeypatch) -> None:
+    """From here any model load in this process fails the test: a refused resume must be refused before one."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded for a command that is refused")
+
+    monkeypatch.setattr(parts_module, "load_model", refuse)
+
+
+@pytest.fixture
+def model_never_loaded(monkeypatch):
+    forbid_model_load(monkeypatch)
 
 
 # -- config changes --------------------------------------------------------------------------------------------
 
 
-def test_changed_key_is_refused_in_one_line_naming_the_keys(run):
+def test_changed_key_is_refused_in_one_line_naming_the_keys(run, model_never_loaded):
     before = snapshot(run)
     with pytest.raises(ConfigError) as error:
         train_in_process(config("steps=4", "algo.clip_high=0.3", "seed=5"), run)
@@ -95,7 +112,7 @@ def test_allowed_change_is_applied_and_recorded(run):
     assert "clip_high: 0.3" in (run / "checkpoints" / "step_3" / "config.yaml").read_text()
 
 
-def test_unknown_key_in_resume_allow_changes_is_refused(run):
+def test_unknown_key_in_resume_allow_changes_is_refused(run, model_never_loaded):
     with pytest.raises(ConfigError, match=r"resume_allow_changes: 'algo.nope' is not a config key"):
         train_in_process(config("steps=3", "resume_allow_changes=[algo.nope]"), run)
 
@@ -127,7 +144,7 @@ def test_only_keys_the_run_reads_afresh_apply_without_being_allowed():
 # -- finished runs, fresh starts over a run ------------------------------------------------------------------
 
 
-def test_resuming_at_or_past_the_last_step_refuses(run):
+def test_resuming_at_or_past_the_last_step_refuses(run, model_never_loaded):
     before = snapshot(run)
     for steps in (2, 1):
         with pytest.raises(ConfigError, match=rf"steps={steps}: .*step_2 is at step 2, so this run is already done"):
@@ -135,10 +152,22 @@ def test_resuming_at_or_past_the_last_step_refuses(run):
     assert snapshot(run) == before
 
 
-def test_fresh_start_over_a_runs_checkpoints_refuses(run):
+def test_fresh_start_over_a_runs_checkpoints_refuses(run, model_never_loaded):
     before = snapshot(run)
     with pytest.raises(ConfigError, match=r"resume=null: .* already holds a run \(checkpoints up to step_2\)"):
         train_in_process(config("resume=null"), run)
+    assert snapshot(run) == before
+
+
+def test_checkpoint_of_another_world_size_is_refused_before_the_model_loads(run, model_never_loaded):
+    """trainer=deepspeed shards are per rank: a checkpoint written by 2 ranks cannot resume in 1."""
+    target = run / "checkpoints" / "step_2"
+    (target / "deepspeed" / "state").mkdir(parents=True)
+    (target / "deepspeed_world_size").write_text("2\n")
+    before = snapshot(run)
+    cfg = config("steps=3", "trainer=deepspeed_zero2", "resume_allow_changes=[trainer]")
+    with pytest.raises(ConfigError, match=r"written by 2 processes, this run has 1; .*trainer.nproc_per_node=2"):
+        train_in_process(cfg, run)
     assert snapshot(run) == before
 
 
@@ -168,14 +197,14 @@ def test_auto_falls_back_to_the_newest_intact_checkpoint(run, finished, name):
     assert metrics_without_timing(run) == metrics_without_timing(finished), "the replayed step 2 differs"
 
 
-def test_auto_with_every_checkpoint_damaged_refuses(run):
+def test_auto_with_every_checkpoint_damaged_refuses(run, model_never_loaded):
     for step in (1, 2):
         _truncate(run / "checkpoints" / f"step_{step}" / "model.safetensors")
     with pytest.raises(ConfigError, match=r"resume=auto: no intact checkpoint .*step_2 .*step_1 "):
         train_in_process(config(), run)
 
 
-def test_explicit_path_to_a_damaged_checkpoint_names_the_file(run, tmp_path):
+def test_explicit_path_to_a_damaged_checkpoint_names_the_file(run, tmp_path, model_never_loaded):
     target = run / "checkpoints" / "step_2"
     _truncate(target / "optimizer.pt")
     with pytest.raises(ConfigError, match=r"^resume: .*step_2/optimizer.pt: unreadable") as error:
@@ -204,10 +233,11 @@ def test_other_model_shape_fails_before_anything_is_restored(run, tmp_path):
     assert torch.equal(torch.get_rng_state(), rng_before)
 
 
-def test_other_sampler_state_fails_naming_state_pt(tmp_path):
+def test_other_sampler_state_fails_naming_state_pt(tmp_path, monkeypatch):
     """A vade checkpoint over 4000 prompts resumed on a 3000-prompt pool (data change explicitly allowed)."""
     first = tmp_path / "first"
     train_in_process(config("sampler=vade", "steps=1"), first)
+    forbid_model_load(monkeypatch)
     with pytest.raises(ConfigError, match=r"state.pt: sampler state does not fit this run \(.*\(4000,\).*\(3000,\)"):
         train_in_process(
             config(
@@ -277,32 +307,42 @@ def test_signal_handlers_are_restored_after_train(tmp_path, monkeypatch, outcome
 
 @pytest.mark.slow
 def test_rejected_reruns_leave_the_run_dir_byte_identical_and_accepted_ones_keep_history(tmp_path):
+    """Rejected commands in a finished run's dir (bad input, refused resumes) exit 2 in one line and leave every
+    file and dir of it as it was, bytes and mtimes: status.json, run_info.json, .hydra, metrics, TensorBoard."""
     run = tmp_path / "run"
-    first = run_train(*SMALL, "algo=dr_grpo", run_dir=run, check=True)
+    first = run_train(*SMALL, "algo=dr_grpo", "logger=tensorboard", run_dir=run, check=True)
     assert "algo=dr_grpo" in first.stderr and "overrides: " in first.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["choices"]["algo"] == "dr_grpo" and summary["config"]["algo"]["name"] == "grpo"
     assert "algo=dr_grpo" in summary["overrides"]
+    damaged = tmp_path / "damaged" / "step_2"
+    shutil.copytree(run / "checkpoints" / "step_2", damaged)
+    _truncate(damaged / "model.safetensors")
     before = snapshot(run)
-    assert {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml"} <= set(before)
-    for rejected in (
-        (*SMALL, "algo=dr_grpo"),  # already done
-        (*SMALL, "algo=dapo", "steps=3"),  # changed algo keys
-        (*SMALL, "algo=dr_grpo", "steps=3", "trainer.lr=-1"),  # bad value
-        (*SMALL, "algo=dr_grpo", "resume=null"),  # fresh start over the run
+    expected = {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "status.json", "run_info.json"}
+    assert expected <= set(before) and any(name.startswith("tensorboard/") for name in before)
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    rerun = (*SMALL, "algo=dr_grpo", "logger=tensorboard")
+    for rejected, reason in (
+        ((*rerun, "trainer.lr=-1"), "trainer.lr"),  # bad input (more kinds: tests/test_bad_inputs.py)
+        ((*rerun,), "already done"),  # at the last step (past it, other keys: the in-process tests above)
+        ((*SMALL, "algo=dapo", "logger=tensorboard", "steps=3"), "trained with other values of algo."),
+        ((*rerun, "steps=3", f"resume={damaged}"), "model.safetensors: unreadable"),
+        ((*rerun, "resume=null"), "already holds a run"),  # a fresh start over it
     ):
         result = run_train(*rejected, run_dir=run)
         errors = [line for line in result.stderr.splitlines() if line.startswith("rlpost-train: config error:")]
-        assert result.returncode == 2 and len(errors) == 1, result.stderr
+        assert result.returncode == 2 and len(errors) == 1 and reason in errors[0], result.stderr
         assert snapshot(run) == before, f"{rejected[len(SMALL) :]} changed the run dir"
-    run_train(*SMALL, "algo=dr_grpo", "steps=3", run_dir=run, check=True)
+    run_train(*rerun, "steps=3", run_dir=run, check=True)
     history = run / ".hydra" / "history" / "1"
     for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
-        assert (history / name).read_bytes() == before[f".hydra/{name}"]
+        assert (history / name).read_bytes() == before[f".hydra/{name}"][0]
     assert "steps=3" in (run / ".hydra" / "overrides.yaml").read_text()
     launches = json.loads((run / "run_info.json").read_text())["launches"]
     assert [launch["resumed_from_step"] for launch in launches] == [0, 2]
     assert launches[1]["changes"] == {"steps": [2, 3]} and launches[1]["choices"]["algo"] == "dr_grpo"
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
 
 
 @pytest.mark.slow

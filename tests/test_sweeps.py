@@ -49,19 +49,38 @@ def test_run_status_records_each_ending(tmp_path):
     from rlpost.trainer import RunStopped
 
     with run_status(tmp_path / "a") as outcome:
+        assert not (tmp_path / "a" / "status.json").exists(), "written before the command was accepted"
+        outcome.accept()
         assert json.loads((tmp_path / "a" / "status.json").read_text())["status"] == "running"
         outcome.finish({"steps": 5})
     assert json.loads((tmp_path / "a" / "status.json").read_text())["status"] == "completed"
     with run_status(tmp_path / "b") as outcome:
+        outcome.accept()
         outcome.finish({"preempted": True, "step": 2})
     record = json.loads((tmp_path / "b" / "status.json").read_text())
     assert (record["status"], record["step"], record["exit_code"]) == ("preempted", 2, PREEMPTED_EXIT)
-    with pytest.raises(RunStopped), run_status(tmp_path / "c", stopped=RunStopped):
+    with pytest.raises(RunStopped), run_status(tmp_path / "c", stopped=RunStopped) as outcome:
+        outcome.accept()
         raise RunStopped("reward failures")
     assert json.loads((tmp_path / "c" / "status.json").read_text())["status"] == "stopped"
-    with pytest.raises(KeyError), run_status(tmp_path / "d"):
+    with pytest.raises(KeyError), run_status(tmp_path / "d") as outcome:
+        outcome.accept()
         raise KeyError("boom")
     assert json.loads((tmp_path / "d" / "status.json").read_text())["status"] == "failed"
+
+
+def test_run_status_of_a_rejected_command_leaves_the_previous_record(tmp_path):
+    """A command refused (or failing) before it is accepted must not overwrite the run dir's last status."""
+    from rlpost.config import ConfigError
+
+    with run_status(tmp_path) as outcome:
+        outcome.accept()
+        outcome.finish({"steps": 5})
+    before = (tmp_path / "status.json").read_bytes()
+    for error in (ConfigError("resume: refused"), KeyError("boom"), SystemExit(2)):
+        with pytest.raises(type(error)), run_status(tmp_path):
+            raise error
+        assert (tmp_path / "status.json").read_bytes() == before, f"{error!r} rewrote status.json"
 
 
 @pytest.mark.slow

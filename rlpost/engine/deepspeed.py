@@ -294,16 +294,30 @@ class DeepSpeedEngine(TorchEngine):
             (directory / "deepspeed_world_size").write_text(f"{self.world}\n")
         distributed.barrier()
 
-    def load(self, directory: Path) -> None:
+    @staticmethod
+    def check_checkpoint(directory: Path, world_size: int = 1) -> None:
+        """What a resume checks before any model is loaded: written by trainer=deepspeed with `world_size` ranks
+        (ZeRO shards are per rank), its DeepSpeed state and HF export there (ConfigError / CheckpointError)."""
+        from rlpost.checkpoint import CheckpointError, check_weight_files
+
         saved = directory / "deepspeed_world_size"
         if not saved.is_file():
             raise ConfigError(f"resume: {directory} was not written by trainer=deepspeed (no deepspeed_world_size)")
-        world = int(saved.read_text())
-        if world != self.world:
+        try:
+            world = int(saved.read_text())
+        except (OSError, ValueError):
+            raise CheckpointError(f"{saved}: unreadable (not a number of processes)") from None
+        if world != world_size:
             raise ConfigError(
-                f"resume: {directory} was written by {world} processes, this run has {self.world}; "
+                f"resume: {directory} was written by {world} processes, this run has {world_size}; "
                 f"resume with trainer.nproc_per_node={world} (ZeRO shards are per rank)"
             )
+        if not (directory / "deepspeed" / "state").is_dir():
+            raise CheckpointError(f"{directory / 'deepspeed' / 'state'}: missing")
+        check_weight_files(directory)
+
+    def load(self, directory: Path) -> None:
+        self.check_checkpoint(directory, self.world)
         path, _ = self.ds.load_checkpoint(
             str(directory / "deepspeed"), tag="state", load_optimizer_states=True, load_lr_scheduler_states=True
         )

@@ -274,6 +274,15 @@ class TorchEngine:
             directory / "optimizer.pt",
         )
 
+    @staticmethod
+    def check_checkpoint(directory: Path, world_size: int = 1) -> None:
+        """What a resume checks before any model is loaded: the weight files' headers cover them and optimizer.pt
+        is a whole archive (CheckpointError naming the file). Shapes against this model are checked by `load`."""
+        from rlpost.checkpoint import check_archive, check_weight_files
+
+        check_weight_files(directory)
+        check_archive(directory / "optimizer.pt")
+
     def load(self, directory: Path) -> None:
         """Restore weights, optimizer and scheduler from `directory`, all or nothing.
 

@@ -306,8 +306,9 @@ def architecture_config(cfg: ModelConfig):
     return AutoConfig.from_pretrained(resolve_path(cfg.path), trust_remote_code=cfg.trust_remote_code)
 
 
-def load_model(cfg: ModelConfig, *, dtype=None, device=None):
+def load_model(cfg: ModelConfig, *, dtype=None, device=None, tokenizer=None):
     """(model, tokenizer) in train mode; weights in `dtype` (default model.dtype) on `device` (default CPU).
+    `tokenizer`: one already loaded by `load_tokenizer(cfg)` (the trainer loads it before the model).
 
     init=random builds the architecture with random weights (seeded by the caller's torch seed), directly on the
     device. The tokenizer pads on the left for generation.
@@ -318,7 +319,7 @@ def load_model(cfg: ModelConfig, *, dtype=None, device=None):
     _check_attention(cfg)
     dtype = dtype or getattr(torch, cfg.dtype)
     device = torch.device(device or "cpu")
-    tokenizer = load_tokenizer(cfg)
+    tokenizer = load_tokenizer(cfg) if tokenizer is None else tokenizer
     if cfg.init == "random":
         config = architecture_config(cfg)
         with device:  # parameters are created on the device: no CPU copy of a large model
