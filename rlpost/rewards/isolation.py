@@ -41,8 +41,9 @@ class RewardConfig:
         check(self.overlong_factor >= 0, "overlong_factor", f"must be >= 0, got {self.overlong_factor}")
 
     def names(self) -> tuple[str, ...]:
-        """Keys this reward writes into batch.rewards (checked against advantage.weights at start-up)."""
-        return (self.name,)
+        """Keys this reward writes into batch.rewards (checked against advantage.weights and sampler.metric at
+        start-up): its `reward_name` where it has one (math_verify, gsm8k, format, length), else its name."""
+        return (getattr(self, "reward_name", self.name),)
 
 
 @contextmanager

@@ -89,11 +89,13 @@ def group_outcomes(batch, threshold: float) -> tuple[list[int], list[int], list[
     return prompts.tolist(), successes.tolist(), sizes.tolist()
 
 
-def informative_groups(batch) -> torch.Tensor:
-    """[G] bool: groups whose rewards are not all equal (a group-relative advantage is non-zero)."""
+def informative_groups(batch, values: torch.Tensor | None = None) -> torch.Tensor:
+    """[G] bool: groups whose `values` ([B], default the total reward) are not all equal (for the total reward: a
+    group-relative advantage is non-zero)."""
+    values = (batch.reward if values is None else values).float()
     count = int(batch.group_index.max()) + 1
-    low = torch.full((count,), float("inf")).scatter_reduce(0, batch.group_index, batch.reward.float(), "amin")
-    high = torch.full((count,), float("-inf")).scatter_reduce(0, batch.group_index, batch.reward.float(), "amax")
+    low = torch.full((count,), float("inf")).scatter_reduce(0, batch.group_index, values, "amin")
+    high = torch.full((count,), float("-inf")).scatter_reduce(0, batch.group_index, values, "amax")
     return high > low
 
 
