@@ -21,6 +21,7 @@ TINY = [
     "data.train_path=math500_sample.jsonl",
     "data.eval_path=math500_sample.jsonl",
     "data.template='{question}'",
+    "data.system_prompt=''",  # Dr. GRPO's Qwen-Math system message would not fit the tiny model's 200 tokens
     "data.max_prompt_tokens=200",
     "++data.eval_sets.gsm8k={name: gsm8k, eval_path: gsm8k_sample.jsonl, template: '{question}'}",
     "rollout.max_new_tokens=8",
