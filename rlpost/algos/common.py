@@ -120,10 +120,14 @@ def aggregate(
 ) -> Tensor:
     """Reduce per-token losses [B, T] to a scalar.
 
-    token-mean:               sum_{i,t} L / (total tokens)                     (DAPO)
-    seq-mean-token-mean:      sum_i (sum_t L / |o_i|) / (num sequences)        (GRPO, GSPO)
+    token-mean:               sum_{i,t} L / (total tokens)                     (DAPO Eq. 12)
+    seq-mean-token-mean:      sum_i (sum_t L / |o_i|) / (num sequences)        (GRPO, GSPO Eq. 5)
     seq-mean-token-sum:       sum_i sum_t L / (num sequences)
-    seq-mean-token-sum-norm:  sum_i sum_t L / (num sequences * norm_length)    (Dr. GRPO)
+    seq-mean-token-sum-norm:  sum_i sum_t L / (num sequences * norm_length)    (Dr. GRPO Listing 1: MAX_TOKENS)
+
+    DAPO's Eq. 12 writes 1 / sum_i |o_i| over one prompt's group inside the expectation over prompts; like verl's
+    token-mean, rlpost divides by the tokens of the whole minibatch (the two agree when all groups have equal
+    total length).
     balanced:                 token-mean inside each (group, advantage sign) subset, weighted by its sequence count
                               (Balanced Aggregation, arXiv 2605.04077; see balanced.py; needs `advantages`)
     """
