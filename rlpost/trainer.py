@@ -246,22 +246,25 @@ def train(
     state, started = start.state, time.time() - start.state["seconds"]
     position = {"step": start.step}  # where an out-of-memory error happened
     oom = _stops_on_out_of_memory(parts, cfg, run_dir, position)
-    with Preemption() as preemption, log, _stops_on_reward_failure(), oom:
-        _begin(parts, cfg, start, launch, log)
-        skipped_in_a_row = 0
-        for step in range(start.step + 1, cfg.run.steps + 1):
-            position["step"] = step
-            skipped_in_a_row = _train_and_log(step, parts, cfg, run_dir, state, log, skipped_in_a_row)
-            last = step == cfg.run.steps
-            preemption.agree()  # a signal may reach one rank only: every rank stops at this step
-            if last or preemption.requested or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
-                state.update(step=step, seconds=time.time() - started)
-                write_checkpoint(cfg, run_dir, parts, state)
-            if preemption.requested and not last:
-                log.print(f"preempted: checkpoint written at step {step} in {run_dir}; rerun the command to resume")
-                preemption.hand_over()  # under Slurm: submitit requeues the job and exits here
-                return {"preempted": True, "step": step}
-        return _finish(cfg, run_dir, state, time.time() - started, launch, log)
+    try:
+        with Preemption() as preemption, log, _stops_on_reward_failure(), oom:
+            _begin(parts, cfg, start, launch, log)
+            skipped_in_a_row = 0
+            for step in range(start.step + 1, cfg.run.steps + 1):
+                position["step"] = step
+                skipped_in_a_row = _train_and_log(step, parts, cfg, run_dir, state, log, skipped_in_a_row)
+                last = step == cfg.run.steps
+                preemption.agree()  # a signal may reach one rank only: every rank stops at this step
+                if last or preemption.requested or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
+                    state.update(step=step, seconds=time.time() - started)
+                    write_checkpoint(cfg, run_dir, parts, state)
+                if preemption.requested and not last:
+                    log.print(f"preempted: checkpoint written at step {step} in {run_dir}; rerun the command to resume")
+                    preemption.hand_over()  # under Slurm: submitit requeues the job and exits here
+                    return {"preempted": True, "step": step}
+            return _finish(cfg, run_dir, state, time.time() - started, launch, log)
+    finally:
+        parts.rollout.close()  # a multirun starts the next job's engine in this process
 
 
 def _accept(

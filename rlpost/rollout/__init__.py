@@ -52,6 +52,10 @@ class Rollout(Protocol):
         """Make the next generate sample from these weights (the trainer's, after an optimizer step)."""
         ...
 
+    def close(self) -> None:
+        """Release the engine and its memory when the run ends (a multirun starts the next job in this process)."""
+        ...
+
 
 def eos_token_ids(policy: Policy) -> list[int]:
     """Every id that ends a completion (rlpost.models.eos_token_ids: Qwen3 stops on `<|im_end|>` and

@@ -70,6 +70,9 @@ class HFRollout:
     def sleep(self) -> None:
         """Nothing to free: generation uses the trained module itself."""
 
+    def close(self) -> None:
+        """Nothing to release: the module belongs to the engine."""
+
     def sync_weights(self, named_tensors) -> None:
         """Colocated with the trainer's module: the weights are already the trained ones."""
 

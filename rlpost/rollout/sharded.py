@@ -34,6 +34,9 @@ class ShardedRollout:
     def sync_weights(self, named_tensors) -> None:
         self.inner.sync_weights(named_tensors)
 
+    def close(self) -> None:
+        self.inner.close()
+
     def generate(self, requests: list[Request], seed: int, greedy: bool = False) -> RolloutBatch:
         world, rank = distributed.world_size(), distributed.rank()
         if world == 1:

@@ -21,6 +21,7 @@ function of (run seed, step) and of nothing else.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib.util
 import logging
@@ -329,6 +330,17 @@ class VLLMRollout:
     def _wake(self, tags: list[str] | None = None) -> None:
         if self.sleeping:
             self.sleeping = not self.llm.wake_up(tags)
+
+    def close(self) -> None:
+        """Shut the in-process engine down and free its weights and KV cache. The next job of a multirun starts
+        its own engine in this process, and on the CPU each engine's reservation is a fraction of this process's
+        RAM: the previous one must be gone. vLLM's process groups stay: under several ranks they sit on rlpost's
+        own, which the launcher tears down."""
+        if self.llm is None:
+            return
+        self.llm.llm_engine.engine_core.shutdown()
+        self.llm = None
+        gc.collect()
 
     def sync_weights(self, named_tensors: Iterable[tuple[str, Tensor]]) -> None:
         """Load the trainer's tensors into the engine in place, bucket by bucket, then drop stale cached prefixes."""

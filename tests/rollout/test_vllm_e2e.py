@@ -73,3 +73,23 @@ def test_too_little_memory_for_the_engine_fails_in_one_line(tmp_path):
         "rlpost-train: config error: rollout.gpu_memory_utilization: vLLM could not start:"
     )
     assert not (tmp_path / "r" / "metrics.jsonl").exists()
+
+
+def test_multirun_jobs_each_start_an_engine_in_one_process(tmp_path):
+    """The basic launcher runs a sweep's jobs in one process: each job's engine must be shut down and its memory
+    freed, or the next job's engine finds no RAM for its KV cache (on the CPU the reservation is a fraction of
+    the process's RAM)."""
+    sweep = tmp_path / "sweep"
+    result = run_train(
+        "-m",
+        "rollout=vllm",
+        "rollout.gpu_memory_utilization=0.1",
+        "algo=grpo,dapo,gspo",
+        "debug=fast",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summaries = sorted(sweep.glob("*/summary.json"))
+    assert len(summaries) == 3, result.stderr[-2000:]
+    for summary in summaries:
+        assert [m["step"] for m in read_jsonl(summary.parent / "metrics.jsonl")][-1] == 3
