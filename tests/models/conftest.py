@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+SHRUNK = [  # a Qwen3 preset's architecture cut to a size a CPU trains in seconds
+    "model.architecture.num_hidden_layers=1",
+    "model.architecture.hidden_size=64",
+    "model.architecture.intermediate_size=128",
+    "model.architecture.num_attention_heads=2",
+    "model.architecture.num_key_value_heads=1",
+    "model.architecture.head_dim=32",
+]
+
 
 @pytest.fixture(scope="session")
 def qwen_cache(tmp_path_factory):

@@ -8,16 +8,9 @@ import math
 import pytest
 
 from tests.conftest import read_jsonl, run_train
+from tests.models.conftest import SHRUNK
 
 pytestmark = pytest.mark.slow
-SHRUNK = [
-    "model.architecture.num_hidden_layers=1",
-    "model.architecture.hidden_size=64",
-    "model.architecture.intermediate_size=128",
-    "model.architecture.num_attention_heads=2",
-    "model.architecture.num_key_value_heads=1",
-    "model.architecture.head_dim=32",
-]
 
 
 def test_random_qwen3_preset_trains_under_bf16_mixed(tmp_path, qwen_cache, qwen_tokenizer):

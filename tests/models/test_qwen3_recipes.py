@@ -22,18 +22,11 @@ import pytest
 import yaml
 
 from tests.conftest import read_jsonl, run_train
+from tests.models.conftest import SHRUNK
 
 pytestmark = pytest.mark.slow
 CONF = Path(__file__).resolve().parents[2] / "conf"
 RECIPES = sorted(path.stem for path in (CONF / "experiment").glob("*_qwen3_math.yaml"))
-SHRUNK = [  # a Qwen3 preset's architecture cut to a size a CPU trains in seconds
-    "model.architecture.num_hidden_layers=1",
-    "model.architecture.hidden_size=64",
-    "model.architecture.intermediate_size=128",
-    "model.architecture.num_attention_heads=2",
-    "model.architecture.num_key_value_heads=1",
-    "model.architecture.head_dim=32",
-]
 SAMPLES = [  # the recipes' MATH files -> the samples in tests/data
     "data.data_dir=tests/data",
     "data.train_path=math500_sample.jsonl",
