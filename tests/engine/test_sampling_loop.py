@@ -53,3 +53,22 @@ def test_nucleus_keeps_the_smallest_set_above_top_p():
     kept = torch.isfinite(_nucleus(logits, 0.7))
     assert kept.tolist() == [[True, True, False, False]]
     assert torch.isfinite(_nucleus(logits, 0.01)).sum() == 1
+
+
+def test_growing_cache_layer_equals_dynamic_layer_without_reallocating():
+    from transformers.cache_utils import DynamicLayer
+
+    from rlpost.rollout.hf import _GrowingLayer
+
+    torch.manual_seed(0)
+    keys, values = torch.randn(3, 2, 5, 4), torch.randn(3, 2, 5, 4)
+    grown, reference = _GrowingLayer(keys, values, capacity=9), DynamicLayer()
+    reference.update(keys, values)
+    buffer = grown.keys.data_ptr()
+    for _ in range(4):  # fills the capacity exactly
+        new_k, new_v = torch.randn(3, 2, 1, 4), torch.randn(3, 2, 1, 4)
+        got, want = grown.update(new_k, new_v), reference.update(new_k, new_v)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        assert grown.get_seq_length() == reference.get_seq_length()
+        assert grown.keys.data_ptr() == buffer  # written in place, never copied
+    assert grown.get_seq_length() == 9
