@@ -1,24 +1,40 @@
 """algo=dhpo: token (GRPO) and sequence (GSPO) importance ratios, each clipped in its own trust region, mixed per token.
 
 "Orchestrating Tokens and Sequences: Dynamic Hybrid Policy Optimization for RLVR", Min, Liu, Wang, Zhang, Zeng,
-Zhang, Su, arXiv 2601.05607 (ACL 2026 Findings). No reference code is public and the paper's equations were not
-recoverable verbatim; what the abstract fixes is implemented exactly, the rest is a documented config knob.
+Zhang, Su, arXiv 2601.05607 (v1, Jan 2026; ACL 2026 Findings, pp. 37782-37795). No reference code is public.
 
-Fixed by the paper: one clipped surrogate; token ratio r and sequence ratio s clipped in separate trust regions
-BEFORE mixing; averaged mixing or entropy-guided mixing with a detached weight. As implemented:
+Verification status (2026-12-03). Only the abstract of the paper could be read: the stored copies of the arXiv HTML
+page (https://arxiv.org/html/2601.05607v1), the ACL Anthology and OpenReview pages reach no further than the abstract
+and author block, so the paper's objective (v1 Eq. 8-11) and its setup (v1 Sec. 4.1, Table 1) were NOT checked
+against this code. What the abstract fixes is implemented exactly: one clipped surrogate; the token ratio r and the
+sequence ratio s are clipped in separate trust regions BEFORE they are mixed; averaged or entropy-guided mixing.
+Everything else below is a reconstruction (shared/papers/losses.md) and each unverified choice is a config knob.
 
-    r_{i,t}  = exp(logp_{i,t} - old_logp_{i,t})                             token branch (GRPO)
-    s_{i,t}  = exp(sg(log s_i) + logp_{i,t} - sg(logp_{i,t})),  log s_i = mean_t(logp - old_logp)   (GSPO-token)
-    rc = clip(r, 1 - clip_low, 1 + clip_high);   sc = clip(s, 1 - seq_clip_low, 1 + seq_clip_high)
-    alpha_{i,t}  (token-branch weight, detached)
-        mix=average: alpha = token_weight (0.5: the paper's plain average)
-        mix=entropy: h = min-max normalised entropy over entropy_scope (response | batch), h in [0, 1]
-                     (batch = the whole minibatch: its min and max come from `dhpo_statistics`, once per minibatch);
-                     alpha = h (entropy_direction=token_high) or 1 - h (sequence_high); 0.5 if max == min
-    form=A:  L = -min( (alpha r + (1-alpha) s) A,  (alpha rc + (1-alpha) sc) A )              (single surrogate)
-    form=B:  L = -alpha min(r A, rc A) - (1-alpha) min(s A, sc A)                          (mix of two surrogates)
+As implemented, per token t of response i, with A = A_{i,t} and sg = stop-gradient (detach):
 
-Identities: alpha = 1 gives grpo, alpha = 0 gives gspo_token (both forms).
+    r_{i,t} = exp(logp_{i,t} - old_logp_{i,t})                                              token branch (GRPO)
+    log s_i = (1/|o_i|) sum_t (logp_{i,t} - old_logp_{i,t})                s_i: geometric-mean ratio (GSPO)
+    s_{i,t} = sg(s_i) * pi_theta(o_{i,t}) / sg(pi_theta(o_{i,t}))          seq_ratio=token (default, GSPO-token)
+            = s_i                                                          seq_ratio=sequence (GSPO's s_i itself)
+    rc = clip(r, 1 - clip_low, 1 + clip_high)        sc = clip(s, 1 - seq_clip_low, 1 + seq_clip_high)
+    alpha_{i,t}  (token-branch weight, detached; the sequence branch gets 1 - alpha)
+        mix=average: alpha = token_weight (0.5: the abstract's averaged mixing)
+        mix=entropy: h = (H - min H) / (max H - min H) over entropy_scope (response | batch), H the full-vocabulary
+                     entropy of the current policy at each position; batch = the whole minibatch (its min and max come
+                     from `dhpo_statistics`, once per minibatch); h = 0.5 where max == min;
+                     alpha = h (entropy_direction=token_high) or 1 - h (sequence_high)
+    form=A:  L_{i,t} = -min( (alpha r + (1-alpha) s) A,  (alpha rc + (1-alpha) sc) A )        (one clipped surrogate)
+    form=B:  L_{i,t} = -alpha min(r A, rc A) - (1-alpha) min(s A, sc A)                   (mix of two surrogates)
+
+Gradient (what the branch-specific clip does), form A, seq_ratio=token, w.r.t. logp_{i,t}:
+    -A (alpha r + (1-alpha) s)                                       where the unclipped mixture is the minimum
+    -A (alpha r [r inside its band] + (1-alpha) s [s inside its band])  where the clipped mixture is the minimum
+so a branch that leaves its own trust region loses only its share; the other branch still moves the token.
+With seq_ratio=sequence the sequence share (1-alpha_{i,t}) s_i A is spread as s_i / |o_i| over every token of
+response i (d s_i / d logp_{i,k} = s_i / |o_i|). Both readings give the same gradient when alpha is one constant and
+every token of a response takes the same side of the minimum; they differ under per-token alpha (mix=entropy) or
+per-token clipping. Identities (tested): alpha = 1 gives grpo, alpha = 0 gives gspo_token / gspo (both forms).
+The loss is aggregated by `loss_agg` (default seq-mean-token-mean, as GRPO and GSPO; the paper's is not verified).
 """
 
 from __future__ import annotations
@@ -29,7 +45,7 @@ import torch
 from torch import Tensor
 
 from rlpost.algos import ALGOS, MINIBATCH_STATISTICS
-from rlpost.algos.common import AlgoConfig, log_ratio, masked_mean, token_sequence_log_ratio
+from rlpost.algos.common import AlgoConfig, log_ratio, masked_mean, sequence_log_ratio, token_sequence_log_ratio
 from rlpost.algos.grpo import clipped_surrogate
 from rlpost.config import check, in_range
 
@@ -37,6 +53,7 @@ MIXES = ("average", "entropy")
 FORMS = ("A", "B")
 SCOPES = ("response", "batch")
 DIRECTIONS = ("token_high", "sequence_high")
+SEQ_RATIOS = ("token", "sequence")
 
 
 @dataclass
@@ -51,6 +68,7 @@ class DHPOConfig(AlgoConfig):
     form: str = "A"  # A: mix the ratios inside one clipped surrogate; B: mix two clipped surrogates
     entropy_scope: str = "response"  # min-max normalisation of entropy over: response | batch
     entropy_direction: str = "token_high"  # token_high: high-entropy tokens lean on the token ratio
+    seq_ratio: str = "token"  # token: GSPO-token s_{i,t} (gradient per token) | sequence: GSPO's s_i (spread over o_i)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,6 +83,7 @@ class DHPOConfig(AlgoConfig):
             "entropy_direction",
             f"{self.entropy_direction!r} is not one of {', '.join(DIRECTIONS)}",
         )
+        check(self.seq_ratio in SEQ_RATIOS, "seq_ratio", f"{self.seq_ratio!r} is not one of {', '.join(SEQ_RATIOS)}")
 
     @property
     def uses_minibatch_statistics(self) -> bool:
@@ -101,6 +120,13 @@ def dhpo_statistics(
     return {"alpha": token_weight(cfg, mask, entropy).expand_as(mask).float()}
 
 
+def sequence_ratio(logprobs: Tensor, old_logprobs: Tensor, mask: Tensor, cfg: DHPOConfig) -> Tensor:
+    """Sequence-branch ratio [B, T]: value s_i on every token; gradient per token (GSPO-token) or of s_i (GSPO)."""
+    if cfg.seq_ratio == "token":
+        return torch.exp(token_sequence_log_ratio(logprobs, old_logprobs, mask))
+    return torch.exp(sequence_log_ratio(logprobs, old_logprobs, mask))[:, None].expand_as(mask).float()
+
+
 def hybrid_loss(token: Tensor, sequence: Tensor, alpha: Tensor, advantages: Tensor, cfg: DHPOConfig) -> Tensor:
     """Per-token loss of form A or B from the two (unclipped) ratios [B, T]."""
     token_clipped = token.clamp(1.0 - cfg.clip_low, 1.0 + cfg.clip_high)
@@ -128,7 +154,7 @@ def dhpo(
 ) -> tuple[Tensor, dict[str, float]]:
     """Per-token DHPO loss [B, T] and its metrics; `stats`: this micro-batch's rows of the minibatch's weights."""
     token = torch.exp(log_ratio(logprobs, old_logprobs))  # [B, T]
-    sequence = torch.exp(token_sequence_log_ratio(logprobs, old_logprobs, mask))  # [B, T]
+    sequence = sequence_ratio(logprobs, old_logprobs, mask, cfg)  # [B, T]
     alpha = (stats["alpha"] if stats else token_weight(cfg, mask, entropy)).to(token.device)
     token_loss = hybrid_loss(token, sequence, alpha, advantages, cfg)
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""DHPO (arXiv 2601.05607): identities with GRPO / GSPO-token, the entropy weight, forms A and B."""
+"""DHPO (arXiv 2601.05607): identities with GRPO / GSPO, the entropy weight, forms A and B, and the gradient of the
+branch-specific clip (hand-computed, and an analytic formula checked against torch.autograd)."""
 
 import math
 
@@ -35,10 +36,13 @@ def test_weight_one_is_grpo(form):
 
 @pytest.mark.parametrize("form", ["A", "B"])
 @pytest.mark.parametrize("other", ["gspo_token", "gspo"])
-def test_weight_zero_is_gspo(form, other):
+@pytest.mark.parametrize("seq_ratio", ["token", "sequence"])
+def test_weight_zero_is_gspo(form, other, seq_ratio):
     # near-on-policy sequence ratios inside (and the first row outside) the GSPO trust region
     logprobs = leaf([[-1.0001, -1.5001, -0.7], [-0.2, -2.0002, 0.0]])
-    cfg = config("dhpo", mix="average", token_weight=0.0, form=form, seq_clip_low=3e-4, seq_clip_high=4e-4)
+    cfg = config(
+        "dhpo", mix="average", token_weight=0.0, form=form, seq_clip_low=3e-4, seq_clip_high=4e-4, seq_ratio=seq_ratio
+    )
     loss, _ = token_loss("dhpo", logprobs, OLD, ADV, MASK, cfg)
     reference, _ = token_loss(other, logprobs, OLD, ADV, MASK, config(other, clip_low=3e-4, clip_high=4e-4))
     assert torch.allclose(loss, reference)
@@ -103,9 +107,10 @@ def test_entropy_direction_and_detached_weight():
         loss, metrics = token_loss("dhpo", logprobs, old, torch.tensor([1.0]), mask, cfg, entropy=entropy)
         assert math.isclose(metrics["token_weight_mean"], 0.5)
         assert torch.equal(grad_of(loss.sum(), entropy), torch.zeros(1, 2))
-        # on-policy, the gradient is -A * (alpha * 1 + (1 - alpha) * 1 / |o|)  (sequence ratio spreads over tokens)
+        # on-policy r = s = 1; with seq_ratio=token (GSPO-token) each token's gradient is -A (alpha r + (1 - alpha) s)
+        # = -1 (seq_ratio=sequence spreads the sequence share instead: see test_gradient_by_hand_*)
         grad = grad_of(loss.sum(), logprobs)
-        assert torch.allclose(grad, torch.full((1, 2), -1.0))  # alpha * 1 + (1 - alpha) * 1: both branches on-policy
+        assert torch.allclose(grad, torch.full((1, 2), -1.0))
         assert torch.allclose(metrics_weight(cfg, entropy), torch.tensor([expected]))
 
 
@@ -119,7 +124,13 @@ def test_entropy_mix_needs_entropy_and_bad_values_name_the_key():
             torch.ones(1, 1, dtype=torch.bool),
             config("dhpo", mix="entropy"),
         )
-    for key, value in (("mix", "geometric"), ("form", "C"), ("token_weight", 1.5), ("entropy_scope", "group")):
+    for key, value in (
+        ("mix", "geometric"),
+        ("form", "C"),
+        ("token_weight", 1.5),
+        ("entropy_scope", "group"),
+        ("seq_ratio", "geometric"),
+    ):
         with pytest.raises(ConfigError, match=key):
             config("dhpo", **{key: value})
 
@@ -136,3 +147,82 @@ def test_batch_scope_weights_span_the_whole_minibatch_by_hand():
     assert torch.allclose(stats["alpha"], torch.tensor([[0.0, 0.25], [0.5, 1.0]]))
     response = config("dhpo", mix="entropy", entropy_scope="response")
     assert minibatch_statistics(response, logprobs=zeros, old_logprobs=zeros, advantages=zeros, mask=mask) == {}
+
+
+# Hand-computed gradient of form A with entropy-guided alpha and each branch clipped on its own.
+# Row 0: A = +1, log-ratios d = [0.3, -0.3, 2e-4] -> r = [1.349859, 0.740818, 1.000200], log s = 2e-4 / 3,
+#   s = 1.0000667 (inside [1 - 3e-4, 1 + 4e-4]); entropy [0, 2, 1] -> alpha = [0, 1, 0.5] (min-max per response).
+#   t0: alpha 0 -> only the sequence branch, unclipped:              token share 0,                 sequence share s
+#   t1: alpha 1, r = 0.7408 < 0.8: min(r, rc) = r (unclipped side):  token share r = 0.740818,      sequence share 0
+#   t2: alpha .5, r and s inside their bands:                        token share .5 r = 0.500100,   sequence share .5 s
+# Row 1: A = -1, d = [0.5, -0.5, 0] -> r = [1.648721, 0.606531, 1], s = 1; entropy flat -> alpha = 0.5 everywhere.
+#   L = max(m, mc) (A < 0): t0: m = 1.324361 > mc = 1.14 -> unclipped: token share .5 r = 0.824361, sequence .5 s
+#   t1: m = 0.803265 < mc = 0.9 -> clipped mixture: r is clipped (token share 0), s is not (sequence share .5 s)
+#   t2: r = s = 1 inside: token share 0.5, sequence share 0.5
+# seq_ratio=token: d L_t / d logp_t = -A (token share + sequence share) of token t.
+# seq_ratio=sequence: the sequence shares of a row are summed and spread evenly over its 3 tokens
+#   (row 0: (1 + .5) s / 3 = .5 s each; row 1: 1.5 / 3 = .5 each, the same as token: alpha is constant there).
+S0 = math.exp(2e-4 / 3)
+HAND_LOGPROBS = [[0.3, -0.3, 2e-4], [0.5, -0.5, 0.0]]
+HAND_ENTROPY = torch.tensor([[0.0, 2.0, 1.0], [3.0, 3.0, 3.0]])
+HAND_GRADS = {
+    "token": [[-S0, -0.740818, -(0.5001 + 0.5 * S0)], [0.5 * 1.648721 + 0.5, 0.5, 1.0]],
+    "sequence": [[-0.5 * S0, -(0.740818 + 0.5 * S0), -(0.5001 + 0.5 * S0)], [0.5 * 1.648721 + 0.5, 0.5, 1.0]],
+}
+
+
+@pytest.mark.parametrize("seq_ratio", ["token", "sequence"])
+def test_gradient_by_hand_branch_specific_clip(seq_ratio):
+    logprobs = leaf(HAND_LOGPROBS)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    cfg = config("dhpo", mix="entropy", seq_ratio=seq_ratio)
+    loss, metrics = token_loss("dhpo", logprobs, torch.zeros(2, 3), ADV, mask, cfg, entropy=HAND_ENTROPY)
+    assert torch.allclose(grad_of(loss.sum(), logprobs), torch.tensor(HAND_GRADS[seq_ratio]), atol=1e-5)
+    # the values do not depend on seq_ratio: row 1, t1 takes the clipped mixture 0.5 * 0.8 + 0.5 * 1 = 0.9
+    assert math.isclose(float(loss[1, 1].detach()), 0.9, rel_tol=1e-6)
+    assert math.isclose(metrics["token_weight_mean"], (0 + 1 + 0.5 + 1.5) / 6, rel_tol=1e-6)
+
+
+def analytic_grad(logprobs, old, advantages, mask, alpha, cfg):
+    """d sum_t (L * mask) / d logp from the formulas in rlpost/algos/dhpo.py's docstring (no autograd)."""
+    d = logprobs.detach() - old
+    r = d.exp()
+    s = ((d * mask).sum(1) / mask.sum(1)).exp()[:, None].expand_as(r)
+    r_in = (r >= 1 - cfg.clip_low) & (r <= 1 + cfg.clip_high)
+    s_in = (s >= 1 - cfg.seq_clip_low) & (s <= 1 + cfg.seq_clip_high)
+    rc, sc = r.clamp(1 - cfg.clip_low, 1 + cfg.clip_high), s.clamp(1 - cfg.seq_clip_low, 1 + cfg.seq_clip_high)
+    a = advantages
+    if cfg.form == "A":
+        unclipped = (alpha * r + (1 - alpha) * s) * a <= (alpha * rc + (1 - alpha) * sc) * a
+        token_share = alpha * r * (unclipped | r_in)
+        sequence_share = (1 - alpha) * s * (unclipped | s_in)
+    else:
+        token_share = alpha * r * ((r * a <= rc * a) | r_in)
+        sequence_share = (1 - alpha) * s * ((s * a <= sc * a) | s_in)
+    token_part = -a * token_share * mask
+    sequence_part = -a * sequence_share * mask
+    if cfg.seq_ratio == "sequence":
+        sequence_part = sequence_part.sum(1, keepdim=True) / mask.sum(1, keepdim=True) * mask
+    return token_part + sequence_part
+
+
+@pytest.mark.parametrize("form", ["A", "B"])
+@pytest.mark.parametrize("seq_ratio", ["token", "sequence"])
+@pytest.mark.parametrize("mix", ["average", "entropy"])
+def test_gradient_matches_autograd(form, seq_ratio, mix):
+    # random log-ratios (a third of the sequences near-on-policy, so the sequence clip is both on and off),
+    # per-token advantages of both signs, ragged mask, loose clips so both sides of every minimum occur
+    generator = torch.Generator().manual_seed(7)
+    old = -torch.rand(6, 5, generator=generator)
+    scale = torch.tensor([0.4, 0.4, 0.4, 0.4, 1e-4, 1e-4])[:, None]
+    logprobs = leaf((old + scale * torch.randn(6, 5, generator=generator)).tolist())
+    advantages = torch.randn(6, generator=generator)[:, None].expand(6, 5).contiguous()
+    mask = torch.ones(6, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    mask[4, 4:] = False
+    entropy = torch.rand(6, 5, generator=generator) * 3
+    cfg = config("dhpo", form=form, seq_ratio=seq_ratio, mix=mix, token_weight=0.3)
+    loss, _ = token_loss("dhpo", logprobs, old, advantages, mask, cfg, entropy=entropy)
+    alpha = token_weight(cfg, mask, entropy)
+    expected = analytic_grad(logprobs, old, advantages, mask, alpha, cfg)
+    assert torch.allclose(grad_of((loss * mask).sum(), logprobs), expected, atol=1e-6)
