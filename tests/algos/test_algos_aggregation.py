@@ -54,6 +54,7 @@ SHARPENED = [
     ("kl_cov", {"kl_cov_ratio": 0.3}),
     ("dhpo_entropy", {"entropy_scope": "batch"}),
     ("dhpo_entropy", {"entropy_scope": "batch", "entropy_direction": "sequence_high", "form": "B"}),
+    ("dhpo_entropy", {"entropy_scope": "batch", "seq_ratio": "sequence"}),
     ("bapo", {"positive_share": 0.9, "high_max": 1.5}),
 ]
 OPTIONS = [(path.stem, {}) for path in YAMLS] + SHARPENED
